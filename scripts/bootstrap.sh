@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Make sure a fresh Debian machine can build .venv and run the tests: python3-venv for
+# the virtual environment, openssl and curl as the real TLS peers the tests talk to.
+# Installs Debian packages only when run as root with apt-get; otherwise says what to do.
+set -euo pipefail
+PYTHON=${PYTHON:-python3}
+need=()
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "error: missing ${need[*]}" >&2
+    echo "hint: sudo apt-get install -y ${need[*]}" >&2
+    exit 2
+  fi
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

@@ -1,0 +1,317 @@
+"""`mtlskit ca ...`: create a CA, issue, sign CSRs, revoke, publish CRLs, list what was issued."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from mtlskit.cli._common import (
+    add_dir,
+    add_key_type,
+    add_password_file,
+    duration_arg,
+    key_type_arg,
+    password_from,
+    print_json,
+    print_notes,
+)
+from mtlskit.durations import format_duration, parse_duration
+from mtlskit.errors import ConfigError, PKIError
+from mtlskit.pki.ca import CertificateAuthority
+from mtlskit.pki.crl import REASONS
+from mtlskit.pki.files import OutputFile, read_file, write_files
+from mtlskit.pki.issued import IssuedCertificate
+from mtlskit.pki.pem import load_certificates, load_csr
+from mtlskit.pki.store import CertRecord, parse_serial
+
+__all__ = ["register"]
+
+
+def register(groups: Any) -> None:
+    """Add the `ca` command group."""
+    ca = groups.add_parser(
+        "ca", help="create and run a private CA (root -> intermediate -> leaves)"
+    )
+    sub = ca.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", help="create a root CA and an issuing intermediate CA")
+    add_dir(p)
+    p.add_argument("--name", default="mtlskit Root CA", help="root CA common name")
+    p.add_argument("--org", help="organization (O) for both CA certificates")
+    add_key_type(p)
+    add_password_file(p, "encrypt both CA keys with the password in this file")
+    p.set_defaults(handler=cmd_init)
+
+    issue = sub.add_parser("issue", help="issue a server or client certificate with a new key")
+    kinds = issue.add_subparsers(dest="kind", metavar="KIND")
+    kinds.required = True
+    for kind in ("server", "client"):
+        k = kinds.add_parser(kind, help=f"issue a {kind} leaf (EKU {kind}Auth)")
+        k.add_argument("name", metavar="NAME", help="common name; also the file names NAME.*")
+        add_dir(k)
+        k.add_argument(
+            "--out", required=True, metavar="OUT", help="directory for NAME.key/.crt/.chain.pem"
+        )
+        k.add_argument(
+            "--san",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="DNS name, IP, URI (spiffe://...) or email; repeat for more"
+            + ("" if kind == "client" else " (default: NAME)"),
+        )
+        k.add_argument("--org", help="organization (O)")
+        k.add_argument("--ou", help="organizational unit (OU)")
+        k.add_argument("--validity", metavar="DUR", help="lifetime, e.g. 90d (default 90d)")
+        add_key_type(k)
+        add_password_file(k, "password of the CA keys, if they are encrypted")
+        k.add_argument("--p12", action="store_true", help="also write NAME.p12 (PKCS#12)")
+        k.add_argument("--p12-password-file", metavar="F", help="password for NAME.p12")
+        k.add_argument("--force", action="store_true", help="replace existing output files")
+        k.add_argument(
+            "--lock-timeout", default="10s", metavar="DUR", help="wait for the CA database"
+        )
+        k.set_defaults(handler=cmd_issue)
+
+    p = sub.add_parser("sign", help="sign a CSR that a user supplies")
+    p.add_argument("csr", metavar="CSR", help="the CSR file (PEM or DER)")
+    add_dir(p)
+    p.add_argument("--profile", required=True, choices=["server", "client"], help="leaf profile")
+    p.add_argument(
+        "--out", required=True, metavar="FILE", help="the certificate; FILE's .chain.pem beside it"
+    )
+    p.add_argument(
+        "--san", action="append", default=[], metavar="NAME", help="add a SAN to the CSR's"
+    )
+    p.add_argument("--validity", metavar="DUR", help="lifetime, e.g. 90d (default 90d)")
+    add_password_file(p, "password of the CA keys, if they are encrypted")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--lock-timeout", default="10s", metavar="DUR", help="wait for the CA database")
+    p.set_defaults(handler=cmd_sign)
+
+    p = sub.add_parser("revoke", help="revoke a certificate this CA issued")
+    p.add_argument(
+        "serial", nargs="?", metavar="SERIAL", help="serial in hex (as 'ca list' shows it)"
+    )
+    p.add_argument("--cert", metavar="FILE", help="revoke the certificate in this file")
+    add_dir(p)
+    p.add_argument("--reason", default="unspecified", help=f"one of: {', '.join(REASONS)}")
+    add_password_file(p, "password of the CA keys, if they are encrypted")
+    p.add_argument("--lock-timeout", default="10s", metavar="DUR", help="wait for the CA database")
+    p.set_defaults(handler=cmd_revoke)
+
+    p = sub.add_parser("crl", help="publish a CRL signed by the issuing CA")
+    add_dir(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the CRL (PEM)")
+    p.add_argument(
+        "--next-update", default="7d", metavar="DUR", help="when peers should refetch (7d)"
+    )
+    add_password_file(p, "password of the CA keys, if they are encrypted")
+    p.add_argument("--lock-timeout", default="10s", metavar="DUR", help="wait for the CA database")
+    p.set_defaults(handler=cmd_crl)
+
+    p = sub.add_parser("list", help="list what the CA issued")
+    add_dir(p)
+    p.add_argument(
+        "--expiring-within", metavar="DUR", help="only valid certificates expiring this soon"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_list)
+
+
+def _load(args: argparse.Namespace, *, with_key: bool = True) -> CertificateAuthority:
+    timeout = parse_duration(
+        getattr(args, "lock_timeout", "10s"), what="--lock-timeout", allow_zero=True
+    )
+    return CertificateAuthority.load(
+        args.dir,
+        password=password_from(getattr(args, "password_file", None)),
+        lock_timeout=timeout.total_seconds(),
+        with_key=with_key,
+    )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """ca init."""
+    key_type = key_type_arg(args.key_type)
+    password = password_from(args.password_file)
+    with CertificateAuthority.create(
+        args.dir, name=args.name, key_type=key_type, password=password, organization=args.org
+    ) as ca:
+        d = Path(args.dir)
+        sealed = "0600, encrypted" if password else "0600"
+        rows = [
+            ("created root CA", ca.root.subject.rfc4514_string()),
+            ("  certificate", f"{d / 'root.crt'}   (install on every peer that must trust you)"),
+            ("  key", f"{d / 'root.key'}   ({sealed}; keep offline)"),
+            ("created intermediate CA", ca.intermediate.subject.rfc4514_string()),
+            ("  certificate", f"{d / 'intermediate.crt'}"),
+            ("  key", f"{d / 'intermediate.key'}   ({sealed})"),
+            ("database", f"{d / 'ca.db'}"),
+        ]
+        for label, value in rows:
+            print(f"{label:<24} {value}")
+        print(f"next: mtlskit ca issue server NAME --dir {d} --san NAME --out OUT")
+    return 0
+
+
+def _report(issued: IssuedCertificate, paths: list[Path]) -> None:
+    cert = issued.certificate
+    print(f"issued {issued.profile} certificate {cert.subject.rfc4514_string()}")
+    print(f"  serial   {issued.serial}")
+    print(f"  valid    until {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z")
+    for path in paths:
+        print(f"  wrote    {path}")
+
+
+def cmd_issue(args: argparse.Namespace) -> int:
+    """ca issue server|client."""
+    key_type = key_type_arg(args.key_type)
+    validity = duration_arg(args.validity, "--validity")
+    p12_password = None
+    if args.p12 or args.p12_password_file:
+        if not args.p12_password_file:
+            raise ConfigError(
+                "--p12 needs --p12-password-file: a PKCS#12 holds the private key",
+                "put a password in a file ('openssl rand -base64 24 > p12.pass') and pass it",
+            )
+        p12_password = password_from(args.p12_password_file, "--p12-password-file")
+    out = Path(args.out)
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} is not a directory", f"create it first: mkdir -p {out}")
+    paths: list[Path] = []
+    with _load(args) as ca:
+        issue = ca.issue_server if args.kind == "server" else ca.issue_client
+        issued = issue(
+            args.name,
+            args.san,
+            validity=validity,
+            key_type=key_type,
+            organization=args.org,
+            unit=args.ou,
+            deliver=lambda c: paths.extend(
+                c.write(out, args.name, force=args.force, p12_password=p12_password)
+            ),
+        )
+    print_notes(issued.notes)
+    _report(issued, paths)
+    return 0
+
+
+def _chain_path(out: Path) -> Path:
+    stem = out.name.removesuffix(".pem").removesuffix(".crt")
+    return out.with_name(f"{stem}.chain.pem")
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """ca sign CSR."""
+    validity = duration_arg(args.validity, "--validity")
+    csr = load_csr(read_file(args.csr, "a certificate signing request"), args.csr)
+    out = Path(args.out)
+    paths: list[Path] = []
+
+    def deliver(issued: IssuedCertificate) -> None:
+        paths.extend(
+            write_files(
+                [
+                    OutputFile(out, issued.cert_pem()),
+                    OutputFile(_chain_path(out), issued.chain_pem()),
+                ],
+                force=args.force,
+            )
+        )
+
+    with _load(args) as ca:
+        issued = ca.sign_csr(
+            csr, args.profile, validity=validity, extra_sans=args.san, deliver=deliver
+        )
+    print_notes(issued.notes)
+    _report(issued, paths)
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """ca revoke."""
+    if (args.serial is None) == (args.cert is None):
+        raise ConfigError(
+            "give either SERIAL or --cert FILE", "e.g. 'mtlskit ca revoke 3F2A... --dir DIR'"
+        )
+    with _load(args) as ca:
+        if args.cert is not None:
+            cert = load_certificates(read_file(args.cert, "a certificate"), args.cert)[0]
+            if cert.issuer != ca.intermediate.subject:
+                raise PKIError(
+                    f"{args.cert} was issued by {cert.issuer.rfc4514_string()}, not by this CA",
+                    f"revoke it with the CA that issued it, not {args.dir}",
+                )
+            serial = cert.serial_number
+        else:
+            try:
+                serial = parse_serial(args.serial)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"SERIAL {args.serial!r} is not a hex serial", "copy it from 'mtlskit ca list'"
+                ) from exc
+        record = ca.revoke(serial, args.reason)
+    print(f"revoked {record.serial} ({record.subject}), reason {record.revocation_reason}")
+    print(f"next: publish a CRL with 'mtlskit ca crl --dir {args.dir} --out crl.pem'")
+    return 0
+
+
+def cmd_crl(args: argparse.Namespace) -> int:
+    """ca crl."""
+    next_update = parse_duration(args.next_update, what="--next-update")
+    out = Path(args.out)
+    with _load(args) as ca:
+        crl = ca.crl(next_update=next_update)
+        write_files([OutputFile(out, crl.public_bytes(serialization.Encoding.PEM))], force=True)
+    print(f"wrote CRL {out}: {len(crl)} revoked, next update {crl.next_update_utc:%Y-%m-%d %H:%M}Z")
+    return 0
+
+
+def _row(record: CertRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "serial": record.serial,
+        "profile": record.profile,
+        "subject": record.subject,
+        "sans": list(record.sans),
+        "not_after": record.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "status": record.status(now),
+        "revoked_at": record.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if record.revoked_at
+        else None,
+        "revocation_reason": record.revocation_reason,
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """ca list."""
+    window = duration_arg(args.expiring_within, "--expiring-within")
+    now = datetime.now(UTC)
+    with _load(args, with_key=False) as ca:
+        records = ca.records()
+    if window is not None:
+        records = [r for r in records if r.status(now) == "valid" and r.not_after <= now + window]
+    rows = [_row(r, now) for r in records]
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no certificates" + (f" expiring within {args.expiring_within}" if window else ""))
+        return 0
+    width = max(len(r["serial"]) for r in rows)
+    print(f"{'SERIAL':<{width}}  {'PROFILE':<12}  {'STATUS':<9}  {'EXPIRES':<16}  SUBJECT / SANS")
+    for record, row in zip(records, rows, strict=True):
+        left = record.not_after - now
+        when = f"in {format_duration(left)}" if left > timedelta(0) else "past"
+        sans = f"  [{', '.join(record.sans)}]" if record.sans else ""
+        print(
+            f"{row['serial']:<{width}}  {row['profile']:<12}  {row['status']:<9}  {when:<16}  "
+            f"{row['subject']}{sans}"
+        )
+    return 0
