@@ -10,6 +10,7 @@ from mtlskit.errors import ConfigError
 __all__ = ["format_duration", "parse_duration"]
 
 _UNITS = {
+    "ms": timedelta(milliseconds=1),
     "s": timedelta(seconds=1),
     "m": timedelta(minutes=1),
     "h": timedelta(hours=1),
@@ -17,14 +18,14 @@ _UNITS = {
     "w": timedelta(weeks=1),
     "y": timedelta(days=365),
 }
-_PART = re.compile(r"(\d+)([smhdwy])")
+_PART = re.compile(r"(\d+)(ms|[smhdwy])")
 
 
 def parse_duration(text: str, *, what: str = "duration", allow_zero: bool = False) -> timedelta:
     """Parse "90d", "1y", "12h30m" into a timedelta.
 
     Args:
-        text: the duration as written; units s, m, h, d, w, y (365 days).
+        text: the duration as written; units ms, s, m, h, d, w, y (365 days).
         what: the flag or key it came from, named in the error.
         allow_zero: accept "0s" (a zero duration).
 
