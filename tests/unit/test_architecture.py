@@ -1,0 +1,51 @@
+"""The pure core stays pure: no sockets, files, databases, clocks or processes in it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "mtlskit"
+PURE = [
+    "durations.py",
+    "pki/names.py",
+    "pki/keys.py",
+    "pki/profiles.py",
+    "pki/builder.py",
+    "pki/csr.py",
+    "pki/crl.py",
+    "pki/pem.py",
+    "pki/pkcs12.py",
+    "pki/describe.py",
+]
+FORBIDDEN = {"socket", "ssl", "sqlite3", "subprocess", "os", "shutil", "tempfile", "asyncio", "time"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_modules_do_no_io(module: str) -> None:
+    assert not (_imports(SRC / module) & FORBIDDEN)
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_modules_never_read_the_clock(module: str) -> None:
+    text = (SRC / module).read_text()
+    assert "datetime.now(" not in text and "utcnow(" not in text
+
+
+def test_every_module_says_what_it_owns() -> None:
+    for path in SRC.rglob("*.py"):
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        assert doc, f"{path} has no module docstring"
