@@ -20,7 +20,17 @@ PURE = [
     "pki/pkcs12.py",
     "pki/describe.py",
 ]
-FORBIDDEN = {"socket", "ssl", "sqlite3", "subprocess", "os", "shutil", "tempfile", "asyncio", "time"}
+FORBIDDEN = {
+    "socket",
+    "ssl",
+    "sqlite3",
+    "subprocess",
+    "os",
+    "shutil",
+    "tempfile",
+    "asyncio",
+    "time",
+}
 
 
 def _imports(path: Path) -> set[str]:
