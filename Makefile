@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint pytest conformance bench clean
+.PHONY: demo test lint pytest conformance clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	PYTHON=$(PYTHON) ./scripts/bootstrap.sh
@@ -25,6 +25,10 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint pytest
+
+# x509-limbo, all 9,780 cases, against our verifier (needs ../shared/limbo; ~10 s)
+conformance: $(STAMP)
+	$(BIN)/python conformance/limbo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

@@ -19,6 +19,13 @@ PURE = [
     "pki/pem.py",
     "pki/pkcs12.py",
     "pki/describe.py",
+    "trust/__init__.py",
+    "trust/_ext.py",
+    "trust/_verifier.py",
+    "trust/chain.py",
+    "trust/diagnose.py",
+    "trust/reasons.py",
+    "trust/revocation.py",
 ]
 FORBIDDEN = {
     "socket",

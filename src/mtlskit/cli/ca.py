@@ -21,7 +21,7 @@ from mtlskit.cli._common import (
 )
 from mtlskit.durations import format_duration, parse_duration
 from mtlskit.errors import ConfigError, PKIError
-from mtlskit.pki.ca import CertificateAuthority
+from mtlskit.pki.ca import ED25519_NOTE, CertificateAuthority
 from mtlskit.pki.crl import REASONS
 from mtlskit.pki.files import OutputFile, read_file, write_files
 from mtlskit.pki.issued import IssuedCertificate
@@ -140,6 +140,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     """ca init."""
     key_type = key_type_arg(args.key_type)
     password = password_from(args.password_file)
+    if key_type == "ed25519":
+        print_notes([ED25519_NOTE])
     with CertificateAuthority.create(
         args.dir, name=args.name, key_type=key_type, password=password, organization=args.org
     ) as ca:

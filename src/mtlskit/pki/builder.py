@@ -45,7 +45,10 @@ class Validity:
 
 
 def plan_validity(
-    now: datetime, requested: timedelta, issuer_not_after: datetime | None
+    now: datetime,
+    requested: timedelta,
+    issuer_not_after: datetime | None,
+    issuer_not_before: datetime | None = None,
 ) -> Validity:
     """Choose notBefore/notAfter; a certificate never outlives its issuer.
 
@@ -53,6 +56,7 @@ def plan_validity(
         now: the issuing time (timezone-aware).
         requested: the lifetime asked for; must be positive.
         issuer_not_after: the issuing CA's expiry, or None for a self-signed root.
+        issuer_not_before: the issuing CA's start; the backdated start never precedes it.
 
     Raises:
         IssuanceError: the lifetime is not positive or the issuer has already expired.
@@ -62,6 +66,8 @@ def plan_validity(
             f"validity {format_duration(requested)} is not positive", "give e.g. --validity 90d"
         )
     not_before = now - BACKDATE
+    if issuer_not_before is not None and not_before < issuer_not_before:
+        not_before = issuer_not_before  # a leaf cannot be valid before its issuer
     not_after = now + requested
     if issuer_not_after is None or not_after <= issuer_not_after:
         return Validity(not_before, not_after, False, "")

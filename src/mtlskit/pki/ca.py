@@ -39,6 +39,12 @@ DATABASE = "ca.db"
 CA_FILES = (ROOT_CERT, ROOT_KEY, INTERMEDIATE_CERT, INTERMEDIATE_KEY, DATABASE)
 DEFAULT_NAME = "mtlskit Root CA"
 
+ED25519_NOTE = (
+    "Ed25519 leaves work with OpenSSL peers (curl, nginx, the mtlskit gateway) but WebPKI "
+    "verifiers (browsers, Go, cryptography and so 'mtlskit cert verify') refuse them; "
+    "use ec-p256 unless every peer is OpenSSL-based"
+)
+
 Deliver = Callable[[IssuedCertificate], object]
 """Called with a new certificate while its record is still uncommitted: if it raises
 (say, an output file exists), the record is rolled back, so the database never lists a
@@ -147,7 +153,12 @@ class CertificateAuthority:
             public_key=int_key.public_key(),
             issuer=root,
             issuer_key=root_key,
-            validity=plan_validity(at, INTERMEDIATE.default_validity, root.not_valid_after_utc),
+            validity=plan_validity(
+                at,
+                INTERMEDIATE.default_validity,
+                root.not_valid_after_utc,
+                root.not_valid_before_utc,
+            ),
             serial=x509.random_serial_number(),
         )
         written = write_files(
@@ -289,7 +300,10 @@ class CertificateAuthority:
     ) -> IssuedCertificate:
         at = _now(now)
         plan = plan_validity(
-            at, validity or profile.default_validity, self.intermediate.not_valid_after_utc
+            at,
+            validity or profile.default_validity,
+            self.intermediate.not_valid_after_utc,
+            self.intermediate.not_valid_before_utc,
         )
         if plan.capped:
             notes = (*notes, plan.note)
@@ -384,6 +398,8 @@ class CertificateAuthority:
         parsed = parse_sans(sans)
         if not parsed:
             parsed, notes = _default_san(name, profile)
+        if key_type == "ed25519":
+            notes = (*notes, ED25519_NOTE)
         key = generate_key(key_type)
         return self._issue(
             profile=profile,
