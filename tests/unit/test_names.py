@@ -45,6 +45,8 @@ def test_san_kinds(text: str, expected: x509.GeneralName) -> None:
         ("a@b@c", "email"),
         ("IP:300.1.1.1", "IPv4"),
         ("x" * 64 + ".example", "label"),
+        ("\x80@example.com", "ASCII"),
+        ("spiffe://td/ns/\u00e9", "ASCII"),
     ],
 )
 def test_bad_sans_name_the_value_and_the_fix(text: str, why: str) -> None:

@@ -48,6 +48,8 @@ def _dns(value: str, original: str) -> x509.DNSName:
 def _uri(value: str, original: str) -> x509.UniformResourceIdentifier:
     if any(ch.isspace() for ch in value):
         raise _bad(original, "a URI cannot contain spaces")
+    if not value.isascii() or not value.isprintable():
+        raise _bad(original, "a URI must be printable ASCII; percent-encode other characters")
     parts = urlsplit(value)
     if not parts.scheme:
         raise _bad(original, "a URI needs a scheme, e.g. spiffe:// or https://")
@@ -60,6 +62,8 @@ def _email(value: str, original: str) -> x509.RFC822Name:
     if not _EMAIL.match(value):
         raise _bad(original, "an email is local@domain")
     local, domain = value.rsplit("@", 1)
+    if not local.isascii() or not local.isprintable():
+        raise _bad(original, "the part before @ must be printable ASCII (rfc822Name is IA5)")
     return x509.RFC822Name(f"{local}@{_dns(domain, original).value}")
 
 
