@@ -26,7 +26,12 @@ PURE = [
     "trust/diagnose.py",
     "trust/reasons.py",
     "trust/revocation.py",
+    "identity.py",
+    "policy.py",
+    "gateway/handshake.py",
 ]
+# handshake.py only reads the attributes of ssl's exceptions: no socket is touched.
+ALLOWED = {"gateway/handshake.py": {"ssl"}}
 FORBIDDEN = {
     "socket",
     "ssl",
@@ -53,7 +58,7 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("module", PURE)
 def test_pure_modules_do_no_io(module: str) -> None:
-    assert not (_imports(SRC / module) & FORBIDDEN)
+    assert not (_imports(SRC / module) & (FORBIDDEN - ALLOWED.get(module, set())))
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     """The whole command tree; each group registers its own subcommands."""
-    from mtlskit.cli import ca, cert
+    from mtlskit.cli import ca, cert, gateway
 
     parser = Parser(
         prog="mtlskit",
@@ -38,6 +38,7 @@ def build_parser() -> Parser:
     groups.required = True
     ca.register(groups)
     cert.register(groups)
+    gateway.register(groups)
     return parser
 
 

@@ -89,9 +89,9 @@ def make_name(
     """Build a subject Name from CN, O and OU (empty parts are left out)."""
     if not common_name.strip():
         raise IssuanceError("the certificate name (CN) is empty", "give a non-empty NAME")
-    if len(common_name) > 64:
+    if len(common_name.encode("utf-8")) > 64:
         raise IssuanceError(
-            f"the name {common_name!r} is longer than 64 characters (X.509 ub-common-name)",
+            f"the name {common_name!r} is longer than 64 bytes (X.509 ub-common-name)",
             "use a shorter NAME and put long identities in --san",
         )
     attrs = []

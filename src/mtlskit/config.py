@@ -1,0 +1,334 @@
+"""The gateway's configuration: one tree of frozen dataclasses from defaults < TOML < flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from mtlskit.durations import parse_duration
+from mtlskit.errors import ConfigError
+
+__all__ = [
+    "GatewayConfig",
+    "LimitsConfig",
+    "PolicyConfig",
+    "TLSConfig",
+    "UpstreamAddress",
+    "load_gateway_config",
+    "parse_address",
+    "parse_upstream",
+    "reference_keys",
+]
+
+Mode = Literal["http", "tcp"]
+LogFormat = Literal["text", "json"]
+IDENTITY_HEADER_KINDS = ("xfcc", "client-cert")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAddress:
+    """Where the workload listens: tcp host:port or a unix socket path."""
+
+    scheme: Literal["http", "tcp", "unix"]
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        if self.scheme == "unix":
+            return f"unix:{self.path}"
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """[tls]: the server's chain and key, the client CA, CRLs, protocol floor."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
+    crl: tuple[Path, ...] = ()
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    # OpenSSL sends 2 TLS 1.3 tickets per full handshake by default; resumption needs them.
+    session_tickets: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """[policy]: who may pass; rules are OR'd and an empty policy denies everyone."""
+
+    allow_all: bool = False
+    allow_cn: tuple[str, ...] = ()
+    allow_ou: tuple[str, ...] = ()
+    allow_dns: tuple[str, ...] = ()
+    allow_uri: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no rule would let anybody through."""
+        return not (
+            self.allow_all or self.allow_cn or self.allow_ou or self.allow_dns or self.allow_uri
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """[limits]: every wait and size is bounded, so a slow client never blocks others."""
+
+    handshake_timeout: timedelta = timedelta(seconds=10)
+    header_timeout: timedelta = timedelta(seconds=30)
+    idle_timeout: timedelta = timedelta(seconds=300)
+    upstream_connect_timeout: timedelta = timedelta(seconds=5)
+    upstream_timeout: timedelta = timedelta(seconds=60)
+    drain_timeout: timedelta = timedelta(seconds=20)
+    max_header_bytes: int = 64 * 1024
+    max_connections: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything `mtlskit gateway` needs; see docs/gateway.md for each key."""
+
+    listen: tuple[str, int]
+    upstream: UpstreamAddress
+    tls: TLSConfig
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    mode: Mode = "http"
+    identity_headers: tuple[str, ...] = ("xfcc",)
+    headers: tuple[tuple[str, str], ...] = ()
+    status: tuple[str, int] | None = None
+    workers: int = 1  # load_gateway_config turns 0 (the default) into one per core
+    log_format: LogFormat = "text"
+    access_log: bool = True
+    uvloop: bool = True
+    reload_interval: timedelta = timedelta(seconds=2)
+
+
+# key -> (kind, section). Kinds: str, int, bool, path, paths, strs, duration, ...
+_TOP: dict[str, str] = {
+    "listen": "address",
+    "upstream": "upstream",
+    "mode": "mode",
+    "identity_headers": "identity_headers",
+    "status": "address?",
+    "workers": "int",
+    "log_format": "log_format",
+    "access_log": "bool",
+    "uvloop": "bool",
+    "reload_interval": "duration0",
+}
+_SECTIONS: dict[str, dict[str, str]] = {
+    "tls": {
+        "cert": "path",
+        "key": "path",
+        "client_ca": "path",
+        "crl": "paths",
+        "min_version": "min_version",
+        "session_tickets": "int",
+    },
+    "policy": {
+        "allow_all": "bool",
+        "allow_cn": "strs",
+        "allow_ou": "strs",
+        "allow_dns": "strs",
+        "allow_uri": "strs",
+    },
+    "limits": {f.name: "duration" if "timeout" in f.name else "int" for f in fields(LimitsConfig)},
+}
+
+
+def reference_keys() -> list[str]:
+    """Every config key as a dotted path (the docs are tested against this list)."""
+    keys = list(_TOP)
+    for section, spec in _SECTIONS.items():
+        keys.extend(f"{section}.{name}" for name in spec)
+    keys.append("headers.<NAME>")
+    return sorted(keys)
+
+
+def _flag(dotted: str) -> str:
+    return "--" + dotted.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def _where(dotted: str) -> str:
+    return f"'{dotted}' ({_flag(dotted)})"
+
+
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    """Read "host:port" (or "[v6]:port", or ":port" for all interfaces)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what} {text!r} is not host:port", "write e.g. 127.0.0.1:8443")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an explicit ":port" asks for all
+    return host, int(port)
+
+
+def parse_upstream(text: str) -> UpstreamAddress:
+    """Read http://host:port, tcp://host:port or unix:/path."""
+    hint = "write http://127.0.0.1:8080, tcp://127.0.0.1:5432 or unix:/run/app.sock"
+    if text.startswith("unix:"):
+        path = text[len("unix:") :].removeprefix("//")
+        if not path:
+            raise ConfigError(f"upstream {text!r} has no socket path", hint)
+        return UpstreamAddress("unix", path=path)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "tcp") or not parts.hostname:
+        raise ConfigError(f"upstream {text!r} is not a supported address", hint)
+    if parts.path not in ("", "/"):
+        raise ConfigError(f"upstream {text!r} has a path; paths are passed through as sent", hint)
+    port = parts.port or (80 if parts.scheme == "http" else 0)
+    if not port:
+        raise ConfigError(f"upstream {text!r} needs a port", hint)
+    return UpstreamAddress(parts.scheme, host=parts.hostname, port=port)  # type: ignore[arg-type]
+
+
+def _value(kind: str, raw: Any, dotted: str, base: Path) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{_where(dotted)} must be {expected}, not {raw!r}", "")
+
+    if kind == "bool":
+        if not isinstance(raw, bool):
+            raise bad("true or false")
+        return raw
+    if kind == "int":
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            raise bad("a non-negative integer")
+        return raw
+    if kind in ("duration", "duration0"):
+        if not isinstance(raw, str):
+            raise bad('a duration such as "30s"')
+        return parse_duration(raw, what=_where(dotted), allow_zero=kind == "duration0")
+    if kind in ("path", "paths", "strs"):
+        items = raw if isinstance(raw, list) else [raw] if kind != "path" else raw
+        if kind == "path":
+            if not isinstance(raw, str) or not raw:
+                raise bad("a file path")
+            return base / os.path.expanduser(raw)
+        if not all(isinstance(i, str) and i for i in items):
+            raise bad("a list of strings")
+        if kind == "paths":
+            return tuple(base / os.path.expanduser(i) for i in items)
+        return tuple(items)
+    if not isinstance(raw, str):
+        raise bad("a string")
+    if kind == "address":
+        return parse_address(raw, _where(dotted))
+    if kind == "address?":
+        return None if raw in ("", "off") else parse_address(raw, _where(dotted))
+    if kind == "upstream":
+        return parse_upstream(raw)
+    choices = {
+        "mode": ("http", "tcp"),
+        "log_format": ("text", "json"),
+        "min_version": ("1.2", "1.3"),
+    }.get(kind)
+    if choices is not None:
+        if raw not in choices:
+            raise ConfigError(f"{_where(dotted)} is {raw!r}", f"use one of: {', '.join(choices)}")
+        return raw
+    if kind == "identity_headers":
+        kinds = tuple(k.strip().lower() for k in raw.split(",") if k.strip())
+        for k in kinds:
+            if k not in IDENTITY_HEADER_KINDS and k != "none":
+                raise ConfigError(
+                    f"{_where(dotted)}: unknown identity header kind {k!r}",
+                    "use xfcc, client-cert, both (xfcc,client-cert) or none",
+                )
+        return tuple(k for k in kinds if k != "none")
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _section(raw: Any, name: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"'{name}' must be a table ([{name}])", "")
+    return raw
+
+
+def load_gateway_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> GatewayConfig:
+    """Build the config from a TOML-shaped mapping (file values merged with flags).
+
+    Unknown keys are errors naming their dotted path; so are missing required keys.
+    Relative paths are read relative to base_dir (the config file's folder).
+
+    Raises:
+        ConfigError: unknown key, wrong type, bad value, or a required key missing.
+    """
+    base = base_dir or Path()
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    headers: list[tuple[str, str]] = []
+    for key, raw in data.items():
+        if key in _SECTIONS:
+            for sub, value in _section(raw, key).items():
+                spec = _SECTIONS[key]
+                if sub not in spec:
+                    raise ConfigError(
+                        f"unknown key '{key}.{sub}'", f"known keys in [{key}]: {', '.join(spec)}"
+                    )
+                sections[key][sub] = _value(spec[sub], value, f"{key}.{sub}", base)
+        elif key == "headers":
+            for name, template in _section(raw, "headers").items():
+                if not isinstance(template, str):
+                    raise ConfigError(f"'headers.{name}' must be a string template", "")
+                headers.append((name, template))
+        elif key in _TOP:
+            top[key] = _value(_TOP[key], raw, key, base)
+        else:
+            raise ConfigError(
+                f"unknown key '{key}'",
+                f"known keys: {', '.join([*_TOP, *_SECTIONS, 'headers'])}",
+            )
+    for required in ("listen", "upstream"):
+        if required not in top:
+            raise ConfigError(
+                f"'{required}' is not set", f"pass --{required} or set it in the file"
+            )
+    for required in ("cert", "key", "client_ca"):
+        if required not in sections["tls"]:
+            flag = "--" + required.replace("_", "-")
+            raise ConfigError(f"'tls.{required}' is not set", f"pass {flag} or set it in [tls]")
+    policy = PolicyConfig(**sections["policy"])
+    if policy.is_empty:
+        raise ConfigError(
+            "no allow rule: the gateway would refuse every client (it fails closed)",
+            "add --allow-cn/--allow-ou/--allow-dns/--allow-uri, or --allow-all to admit any "
+            "client with a certificate from --client-ca",
+        )
+    # --workers 0 or unset: one per core, as nginx's "worker_processes auto".
+    workers = top.pop("workers", 0) or os.cpu_count() or 1
+    upstream: UpstreamAddress = top["upstream"]
+    mode = top.setdefault("mode", "tcp" if upstream.scheme in ("tcp",) else "http")
+    if mode == "tcp" and upstream.scheme == "http":
+        raise ConfigError("--mode tcp with an http:// upstream", "write it as tcp://host:port")
+    if mode == "http" and upstream.scheme == "tcp":
+        raise ConfigError("--mode http with a tcp:// upstream", "write it as http://host:port")
+    return GatewayConfig(
+        tls=TLSConfig(**sections["tls"]),
+        policy=policy,
+        limits=LimitsConfig(**sections["limits"]),
+        headers=tuple(headers),
+        workers=workers,
+        **top,
+    )
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML config file.
+
+    Raises:
+        ConfigError: missing or unparsable file (with the line TOML complains about).
+    """
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--config {path}: no such file", "give the path of a TOML file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: {exc}", "fix the TOML syntax at that line") from exc

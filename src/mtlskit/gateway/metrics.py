@@ -1,0 +1,84 @@
+"""The gateway's Prometheus metrics: a struct of handles whose names are public API."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+__all__ = ["METRIC_NAMES", "Metrics"]
+
+METRIC_NAMES = {
+    "mtlskit_connections_open": "TLS connections open now (after the handshake)",
+    "mtlskit_connections_total": "TCP connections accepted",
+    "mtlskit_handshakes_total": "TLS handshakes by result: ok, or the failure's reason code",
+    "mtlskit_requests_total": "HTTP responses relayed, by status code",
+    "mtlskit_denied_total": "clients refused after the handshake, by reason",
+    "mtlskit_upstream_errors_total": "upstream failures, by kind: connect, timeout, reset",
+    "mtlskit_reloads_total": "certificate/CA/CRL reloads, by result: ok or failed",
+    "mtlskit_certificate_expiry_timestamp_seconds": "notAfter of each loaded certificate",
+}
+
+
+class Metrics:
+    """Live metric handles. Hot-path counters are cached per label value.
+
+    Args:
+        registry: where to register; a fresh one per gateway, so tests can run several.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.connections_open = Gauge(
+            "mtlskit_connections_open",
+            METRIC_NAMES["mtlskit_connections_open"],
+            registry=r,
+            multiprocess_mode="livesum",  # ignored unless PROMETHEUS_MULTIPROC_DIR is set
+        )
+        self.connections_total = Counter(
+            "mtlskit_connections", METRIC_NAMES["mtlskit_connections_total"], registry=r
+        )
+        self.handshakes = Counter(
+            "mtlskit_handshakes",
+            METRIC_NAMES["mtlskit_handshakes_total"],
+            ["result"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "mtlskit_requests", METRIC_NAMES["mtlskit_requests_total"], ["status"], registry=r
+        )
+        self.denied = Counter(
+            "mtlskit_denied", METRIC_NAMES["mtlskit_denied_total"], ["reason"], registry=r
+        )
+        self.upstream_errors = Counter(
+            "mtlskit_upstream_errors",
+            METRIC_NAMES["mtlskit_upstream_errors_total"],
+            ["kind"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "mtlskit_reloads", METRIC_NAMES["mtlskit_reloads_total"], ["result"], registry=r
+        )
+        self.cert_expiry = Gauge(
+            "mtlskit_certificate_expiry_timestamp_seconds",
+            METRIC_NAMES["mtlskit_certificate_expiry_timestamp_seconds"],
+            ["role", "subject"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self._status: dict[int, Counter] = {}
+        self._handshake_ok = self.handshakes.labels("ok")
+
+    def handshake_ok(self) -> None:
+        """Count one successful handshake."""
+        self._handshake_ok.inc()
+
+    def response(self, status: int) -> None:
+        """Count one relayed response (children cached: this runs per request)."""
+        child = self._status.get(status)
+        if child is None:
+            child = self._status[status] = self.requests.labels(str(status))
+        child.inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

@@ -1,0 +1,151 @@
+"""Run the gateway: one process, or a supervisor with N SO_REUSEPORT workers; signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mtlskit.config import GatewayConfig
+from mtlskit.gateway.logs import EventLog
+
+__all__ = ["run_gateway_process"]
+
+
+def _new_loop(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
+    if use_uvloop:
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop
+        except ImportError:
+            pass
+    return asyncio.new_event_loop
+
+
+async def _serve_one(config: GatewayConfig, *, reuse_port: bool, status: bool) -> None:
+    from mtlskit.gateway.metrics import Metrics
+    from mtlskit.gateway.server import Gateway, bind_listener
+    from mtlskit.gateway.status import StatusServer
+
+    log = EventLog(fmt=config.log_format)
+    gateway = Gateway(config, metrics=Metrics(), log=log)
+    host, port = config.listen
+    await gateway.start(bind_listener(host, port, reuse_port=reuse_port))
+    status_server = None
+    if status and config.status is not None:
+        status_server = StatusServer(lambda: gateway.ready, gateway.metrics.render)
+        shost, sport = await status_server.start(*config.status)
+        log.event("status", f"status on http://{shost}:{sport}/ (healthz, readyz, metrics)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload, "SIGHUP")
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    await stop.wait()
+    log.event("stopping", "draining connections")
+    if status_server is not None:
+        await status_server.close()
+    await gateway.shutdown()
+
+
+def _worker_main(config: GatewayConfig) -> None:
+    with asyncio.Runner(loop_factory=_new_loop(config.uvloop)) as runner:
+        runner.run(_serve_one(config, reuse_port=True, status=False))
+
+
+def run_gateway_process(config: GatewayConfig) -> int:
+    """Serve until SIGTERM/SIGINT; SIGHUP reloads certificates. Returns the exit code.
+
+    Configuration problems (files, port in use) raise before anything listens.
+    """
+    if config.workers <= 1:
+        with asyncio.Runner(loop_factory=_new_loop(config.uvloop)) as runner:
+            runner.run(_serve_one(config, reuse_port=False, status=True))
+        return 0
+    return _supervise(config)
+
+
+def _supervise(config: GatewayConfig) -> int:
+    from mtlskit.gateway.server import bind_listener
+    from mtlskit.gateway.state import load_state
+
+    log = EventLog(fmt=config.log_format)
+    # Fail fast, in the supervisor, on bad files and a port in use (without SO_REUSEPORT,
+    # so even another SO_REUSEPORT group on the port is noticed).
+    from datetime import UTC, datetime
+
+    load_state(config, datetime.now(UTC))
+    probe = bind_listener(*config.listen)
+    port = probe.getsockname()[1]
+    probe.close()
+    config = dataclasses.replace(config, listen=(config.listen[0], port))
+    metrics_dir = tempfile.mkdtemp(prefix="mtlskit-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    ctx = multiprocessing.get_context("spawn")
+    workers: list[Any] = []
+
+    def spawn() -> Any:
+        proc = ctx.Process(target=_worker_main, args=(config,), daemon=False)
+        proc.start()
+        return proc
+
+    workers = [spawn() for _ in range(config.workers)]
+    log.event("supervisor", f"{config.workers} workers on {config.listen[0]}:{port} (SO_REUSEPORT)")
+
+    async def supervise() -> None:
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        from mtlskit.gateway.status import StatusServer
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+        status_server = None
+        if config.status is not None:
+            status_server = StatusServer(
+                lambda: all(w.is_alive() for w in workers), lambda: generate_latest(registry)
+            )
+            await status_server.start(*config.status)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+
+        def forward_hup() -> None:
+            for worker in workers:
+                if worker.pid:
+                    os.kill(worker.pid, signal.SIGHUP)
+
+        loop.add_signal_handler(signal.SIGHUP, forward_hup)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1):
+                    await stop.wait()
+            for i, worker in enumerate(workers):
+                if not worker.is_alive() and not stop.is_set():
+                    log.event(
+                        "worker_restart",
+                        f"worker {worker.pid} exited ({worker.exitcode})",
+                        level="warning",
+                    )
+                    time.sleep(0.2)
+                    workers[i] = spawn()
+        for worker in workers:
+            if worker.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            worker.join(config.limits.drain_timeout.total_seconds() + 5)
+        if status_server is not None:
+            await status_server.close()
+
+    asyncio.run(supervise())
+    return 0

@@ -1,0 +1,297 @@
+"""The gateway's lifecycle: listen, handshake, hand over to HTTP/TCP, sweep, reload, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from datetime import UTC, datetime
+from typing import Any
+
+from mtlskit.config import GatewayConfig
+from mtlskit.errors import ConfigError, MtlsKitError
+from mtlskit.gateway.connection import Connection
+from mtlskit.gateway.handshake import classify_handshake_error
+from mtlskit.gateway.http import HTTPConnection
+from mtlskit.gateway.logs import EventLog
+from mtlskit.gateway.metrics import Metrics
+from mtlskit.gateway.state import GatewayState, file_stamps, load_state, watched_files
+from mtlskit.gateway.tcp import TCPConnection
+from mtlskit.gateway.tls import ServerTLSProtocol
+from mtlskit.identity import PeerIdentity
+
+__all__ = ["Gateway", "bind_listener"]
+
+
+def bind_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """Bind the TLS listener, turning "address in use" into a clear config error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"--listen {host}:{port}: {exc.strerror}",
+            "another process uses that port; stop it or choose another --listen",
+        ) from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class _Refuse(asyncio.Protocol):
+    """Over the connection limit: close at once, before any TLS work."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()  # type: ignore[attr-defined]
+
+
+class Gateway:
+    """One worker: a listener, the current state, and the connections it serves.
+
+    Lifecycle: `start()` -> serve until `shutdown()` (stop accepting, let connections
+    finish for `limits.drain_timeout`, then close the rest). Each connection keeps the
+    state (certificates, policy, CRLs) it was accepted with.
+    """
+
+    def __init__(
+        self, config: GatewayConfig, *, metrics: Metrics | None = None, log: EventLog | None = None
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.log = log or EventLog(fmt=config.log_format)
+        self.loop = asyncio.get_running_loop()
+        self.state: GatewayState = load_state(config, datetime.now(UTC))
+        self.connections: set[Connection] = set()
+        self.handshaking = 0
+        self.server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conn_class = HTTPConnection if config.mode == "http" else TCPConnection
+        self._handshake_timeout = config.limits.handshake_timeout.total_seconds()
+        self.ready = False
+        self._export_expiry()
+        if self.state.tls.ca_names_note:
+            self.log.event(
+                "ca_names",
+                f"client CA names not advertised: {self.state.tls.ca_names_note}",
+                level="warning",
+            )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen (on `sock` if given) and start the sweeper and the file watcher."""
+        if sock is None:
+            host, port = self.config.listen
+            sock = bind_listener(host, port)
+        self.server = await self.loop.create_server(self._protocol, sock=sock)
+        self._tasks.append(self.loop.create_task(self._sweep()))
+        if self.config.reload_interval.total_seconds() > 0:
+            self._tasks.append(self.loop.create_task(self._watch()))
+        self.ready = True
+        host, port = self.address
+        self.log.event(
+            "listening",
+            f"mTLS gateway on {host}:{port} -> {self.config.upstream} ({self.config.mode})",
+            client_ca=str(self.config.tls.client_ca),
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port)."""
+        assert self.server is not None  # noqa: S101
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let open connections finish (drain_timeout), then close them."""
+        self.ready = False
+        if self.server is not None:
+            self.server.close()
+        for task in self._tasks:
+            task.cancel()
+        deadline = self.loop.time() + self.config.limits.drain_timeout.total_seconds()
+        for conn in list(self.connections):  # idle keep-alive connections can go now
+            if isinstance(conn, HTTPConnection) and not conn.requests and not conn.tunnel:
+                conn.close()
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.close()
+        self.log.event("stopped", "gateway stopped")
+
+    # -- connections -----------------------------------------------------------------------
+    def _protocol(self) -> asyncio.BaseProtocol:
+        """A TCP connection arrived: enforce the limit, then start the TLS handshake."""
+        self.metrics.connections_total.inc()
+        if len(self.connections) + self.handshaking >= self.config.limits.max_connections:
+            self.metrics.handshakes.labels("over_limit").inc()
+            return _Refuse()
+        self.handshaking += 1
+        state = self.state  # the state this connection keeps, even across reloads
+        return ServerTLSProtocol(
+            self.loop,
+            self._conn_class(self, state),
+            state.tls.context,
+            handshake_timeout=self._handshake_timeout,
+            on_failure=self._handshake_failed,
+        )
+
+    def _handshake_failed(self, peer: Any, exc: BaseException) -> None:
+        self.handshaking -= 1
+        failure = classify_handshake_error(exc)
+        self.metrics.handshakes.labels(failure.code).inc()
+        self.log.event(
+            "handshake_failed",
+            failure.explanation,
+            level="warning",
+            client=_client(peer),
+            code=failure.code,
+            step=failure.step,
+            fix=failure.fix,
+        )
+
+    def verified(self, conn: Connection, transport: asyncio.Transport) -> None:
+        """The handshake succeeded: who is it, may they pass, then serve."""
+        self.handshaking -= 1
+        self.metrics.handshake_ok()
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:  # cannot happen with CERT_REQUIRED; fail closed anyway
+            transport.abort()
+            return
+        identity = PeerIdentity.from_der(der, _unverified_chain(ssl_object))
+        decision = conn.state.decide(identity, datetime.now(UTC))
+        self.connections.add(conn)
+        self.metrics.connections_open.inc()
+        conn.begin(transport, identity, decision)
+
+    def connection_closed(self, conn: Connection) -> None:
+        """Forget a connection (called once, from its connection_lost)."""
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.metrics.connections_open.dec()
+
+    # -- logs ------------------------------------------------------------------------------
+    def log_event(self, event: str, message: str, *, level: str = "info", **fields: Any) -> None:
+        """A gateway event line."""
+        self.log.event(event, message, level=level, **fields)
+
+    def denied(self, conn: Connection, reason: str, method: bytes, target: bytes) -> None:
+        """Count and log a client refused by policy or revocation."""
+        decision = conn.decision
+        code = (decision.rule if decision is not None else "") or "no_rule_matched"
+        self.metrics.denied.labels(code).inc()
+        self.access(conn, method, target, 403 if method != b"-" else 0, 0, 0.0, note=reason)
+
+    def access(
+        self,
+        conn: Connection,
+        method: bytes,
+        target: bytes,
+        status: int,
+        size: int,
+        seconds: float,
+        *,
+        note: str = "",
+    ) -> None:
+        """One access-log line and the per-status counter."""
+        if status:
+            self.metrics.response(status)
+        if not self.config.access_log:
+            return
+        identity, decision = conn.identity, conn.decision
+        self.log.access(
+            {
+                "client": conn.client_ip,
+                "subject": identity.subject if identity else "-",
+                "id": (identity.spiffe_id or (identity.uri_sans or identity.dns_sans or [""])[0])
+                if identity
+                else "",
+                "decision": (
+                    f"allow({decision.rule})"
+                    if decision.allowed
+                    else f"deny({decision.rule or 'no_rule_matched'})"
+                )
+                if decision
+                else "-",
+                "method": method.decode("latin-1"),
+                "target": target.decode("latin-1")[:200],
+                "status": status,
+                "bytes": size,
+                "ms": seconds * 1000,
+                "note": note,
+            }
+        )
+
+    # -- background ------------------------------------------------------------------------
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = self.loop.time()
+            for conn in list(self.connections):
+                if not conn.closing:
+                    conn.check(now)
+
+    async def _watch(self) -> None:
+        interval = self.config.reload_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            if file_stamps(watched_files(self.config)) != self.state.stamps:
+                self.reload("files changed")
+
+    def reload(self, why: str = "SIGHUP") -> bool:
+        """Build a new state from the files; keep the old one if anything is wrong."""
+        try:
+            new = load_state(self.config, datetime.now(UTC))
+        except MtlsKitError as exc:
+            self.metrics.reloads.labels("failed").inc()
+            # Remember the broken files' stamps so the watcher does not retry every tick.
+            self.state = _restamped(self.state, file_stamps(watched_files(self.config)))
+            self.log.event(
+                "reload_failed",
+                f"{exc.message}; still serving the previous certificates",
+                level="error",
+                trigger=why,
+                hint=exc.hint,
+            )
+            return False
+        self.state = new
+        self.metrics.reloads.labels("ok").inc()
+        self._export_expiry()
+        self.log.event("reloaded", f"new certificates in use ({why})", trigger=why)
+        return True
+
+    def _export_expiry(self) -> None:
+        tls = self.state.tls
+        for role, certs in (("server", tls.chain), ("client_ca", tls.client_cas)):
+            for cert in certs:
+                self.metrics.cert_expiry.labels(role, cert.subject.rfc4514_string()).set(
+                    cert.not_valid_after_utc.timestamp()
+                )
+
+
+def _restamped(state: GatewayState, stamps: Any) -> GatewayState:
+    from dataclasses import replace
+
+    return replace(state, stamps=stamps)
+
+
+def _client(peer: Any) -> str:
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+def _unverified_chain(ssl_object: Any) -> tuple[bytes, ...]:
+    """The intermediates the client sent (Python 3.13+); empty before that."""
+    getter = getattr(ssl_object, "get_unverified_chain", None)
+    if getter is None:
+        return ()
+    try:
+        chain = getter() or []
+    except Exception:
+        return ()
+    der = getattr(ssl, "ENCODING_DER", 2)  # OpenSSL's X509_FILETYPE_ASN1; PEM is the default
+    return tuple(c.public_bytes(der) for c in chain[1:])

@@ -1,0 +1,161 @@
+"""What the gateway serves with, loaded from files as one immutable value: swapped on reload."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from mtlskit.config import GatewayConfig
+from mtlskit.errors import ConfigError, TLSConfigError
+from mtlskit.identity import IdentityHeaders, PeerIdentity, build_identity_block
+from mtlskit.pki.files import read_file
+from mtlskit.pki.pem import load_crl
+from mtlskit.policy import AccessPolicy, CompiledPolicy, Decision, compile_policy, evaluate
+from mtlskit.tlsconfig import ServerContext, server_context
+from mtlskit.trust import RevocationList, load_crl_set
+
+__all__ = ["FileStamp", "GatewayState", "file_stamps", "load_state"]
+
+FileStamp = tuple[str, int, int, int]  # path, mtime_ns, size, inode
+
+
+def file_stamps(paths: list[Path]) -> tuple[FileStamp, ...]:
+    """What the watcher compares to notice a changed certificate, key, CA or CRL."""
+    stamps = []
+    for path in paths:
+        try:
+            st = os.stat(path)  # follows symlinks: Kubernetes swaps a ..data symlink
+            stamps.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            stamps.append((str(path), 0, 0, 0))
+    return tuple(stamps)
+
+
+def watched_files(config: GatewayConfig) -> list[Path]:
+    """Every file a reload re-reads."""
+    tls = config.tls
+    return [tls.cert, tls.key, tls.client_ca, *tls.crl]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GatewayState:
+    """An immutable snapshot: TLS context, policy, CRLs and identity-header settings.
+
+    A connection keeps the state it was accepted with; a reload builds a whole new one
+    and swaps it in, so a broken file can never leave the gateway half-updated.
+    """
+
+    tls: ServerContext
+    policy: AccessPolicy
+    identity_config: IdentityHeaders
+    crls: tuple[RevocationList, ...]
+    stamps: tuple[FileStamp, ...]
+    loaded_at: datetime
+    compiled: CompiledPolicy
+
+    @property
+    def stripped_headers(self) -> frozenset[bytes]:
+        """Client-sent header names always removed (lowercase, `_` read as `-`)."""
+        return self.identity_config.stripped_names
+
+    def identity_block(self, identity: PeerIdentity) -> bytes:
+        """The header lines added to every request of a connection (built once)."""
+        return build_identity_block(identity, self.identity_config)
+
+    def decide(self, identity: PeerIdentity, now: datetime) -> Decision:
+        """Revocation first, then the allow rules; fails closed."""
+        for crl in self.crls:
+            if crl.issuer.rfc4514_string() != identity.issuer:
+                continue
+            if crl.next_update is not None and now > crl.next_update:
+                return Decision(False, "crl_stale", "the CRL for your CA is out of date")
+            if crl.is_revoked(int(identity.serial, 16)):
+                return Decision(False, "revoked", "your client certificate is revoked")
+        return evaluate(self.compiled, identity)
+
+
+def _load_crls(
+    config: GatewayConfig, tls: ServerContext, now: datetime
+) -> tuple[RevocationList, ...]:
+    lists = []
+    for path in config.tls.crl:
+        crl = load_crl(read_file(path, "a CRL"), path)
+        loaded = load_crl_set(crl, tls.client_cas)
+        if loaded.signer is None or loaded.problem:
+            why = (
+                loaded.problem or f"its issuer {crl.issuer.rfc4514_string()} is not in --client-ca"
+            )
+            raise ConfigError(
+                f"--crl {path} cannot be trusted: {why}",
+                "the CRL must be signed by a CA in the --client-ca bundle; append the "
+                "intermediate that signs it (cat root.crt intermediate.crt > clients.pem)",
+            )
+        if loaded.next_update is not None and now > loaded.next_update:
+            raise ConfigError(
+                f"--crl {path} is stale: its nextUpdate {loaded.next_update:%Y-%m-%d %H:%M}Z "
+                "has passed",
+                "publish a fresh CRL ('mtlskit ca crl --dir DIR --out FILE')",
+            )
+        lists.append(loaded)
+    return tuple(lists)
+
+
+def load_state(config: GatewayConfig, now: datetime) -> GatewayState:
+    """Read every file and build a new state, or raise without touching the old one.
+
+    Raises:
+        ConfigError, TLSConfigError, CertificateLoadError: with the file and the fix.
+    """
+    stamps = file_stamps(watched_files(config))
+    tls = server_context(
+        config.tls.cert,
+        config.tls.key,
+        config.tls.client_ca,
+        min_version=config.tls.min_version,
+        session_tickets=config.tls.session_tickets,
+    )
+    leaf = tls.chain[0]
+    if now > leaf.not_valid_after_utc:
+        raise TLSConfigError(
+            f"{config.tls.cert}: the server certificate expired on "
+            f"{leaf.not_valid_after_utc:%Y-%m-%d}",
+            "issue a new one ('mtlskit ca issue server ...') and reload",
+        )
+    _check_server_purpose(leaf, config.tls.cert)
+    identity_config = IdentityHeaders(
+        xfcc="xfcc" in config.identity_headers,
+        client_cert="client-cert" in config.identity_headers,
+        custom=config.headers,
+    )
+    policy = AccessPolicy(
+        allow_all=config.policy.allow_all,
+        allow_cn=config.policy.allow_cn,
+        allow_ou=config.policy.allow_ou,
+        allow_dns=config.policy.allow_dns,
+        allow_uri=config.policy.allow_uri,
+    )
+    return GatewayState(
+        tls=tls,
+        policy=policy,
+        identity_config=identity_config,
+        crls=_load_crls(config, tls, now),
+        stamps=stamps,
+        loaded_at=now,
+        compiled=compile_policy(policy),
+    )
+
+
+def _check_server_purpose(leaf: x509.Certificate, path: Path) -> None:
+    try:
+        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if x509.oid.ExtendedKeyUsageOID.SERVER_AUTH not in eku:
+        raise TLSConfigError(
+            f"{path}: {leaf.subject.rfc4514_string()} is not a server certificate (no serverAuth)",
+            "issue one with 'mtlskit ca issue server NAME --san HOST'",
+        )

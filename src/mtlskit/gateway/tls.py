@@ -1,0 +1,101 @@
+"""The server side of TLS on each connection: asyncio's SSLProtocol, told to explain failures.
+
+asyncio's `create_server(ssl=...)` swallows handshake failures (an `ssl.SSLError` is an
+OSError, logged only in debug mode) and drops the alert OpenSSL wrote for the client,
+so the client sees a reset instead of "alert certificate required". uvloop's `start_tls`
+also stalls a handshake now and then after an earlier one succeeded (seen with uvloop
+0.23). So the gateway uses asyncio's own SSLProtocol, on whatever loop runs, with three
+changes made here and nowhere else: a failed handshake is reported to a callback with the
+exception, the alert is flushed to the client before the socket closes, and transports
+are closed through public methods only (uvloop's have no `_force_close`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from asyncio import sslproto
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["HandshakeTimeoutError", "ServerTLSProtocol"]
+
+
+class HandshakeTimeoutError(TimeoutError):
+    """The client did not finish its handshake in time."""
+
+
+class ServerTLSProtocol(sslproto.SSLProtocol):
+    """Server-side TLS for one connection; `on_failure(peer, exc)` hears every failure."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        app_protocol: asyncio.BaseProtocol,
+        context: ssl.SSLContext,
+        *,
+        handshake_timeout: float,
+        on_failure: Callable[[Any, BaseException], None],
+    ) -> None:
+        waiter: Any = None  # nobody awaits the handshake: failures go to on_failure
+        timeout: Any = handshake_timeout  # typeshed says int; asyncio takes seconds as float
+        super().__init__(
+            loop,
+            app_protocol,
+            context,
+            waiter,
+            server_side=True,
+            call_connection_made=True,
+            ssl_handshake_timeout=timeout,
+        )
+        self._on_failure = on_failure
+        self._peer: Any = None
+        self._timed_out = False
+        self._alert_sent = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._peer = transport.get_extra_info("peername")
+        super().connection_made(transport)
+
+    def _check_handshake_timeout(self) -> None:
+        inner: Any = self  # asyncio's private state, typed loosely by typeshed
+        if inner._state == sslproto.SSLProtocolState.DO_HANDSHAKE:
+            self._timed_out = True
+        super()._check_handshake_timeout()
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None:
+            exc = handshake_exc
+            if isinstance(exc, type):
+                exc = exc()
+            if self._timed_out:
+                exc = HandshakeTimeoutError("the TLS handshake did not finish in time")
+            # OpenSSL has written the alert (certificate required, unknown CA, ...) into
+            # the outgoing buffer: send it, so the client can tell the user why.
+            inner: Any = self
+            try:
+                alert = inner._outgoing.read()
+                if alert and inner._transport is not None:
+                    inner._transport.write(alert)
+                    self._alert_sent = True
+            except (ssl.SSLError, OSError, RuntimeError):
+                pass
+            try:
+                self._on_failure(self._peer, exc)
+            except Exception:  # noqa: S110 - reporting must never break the loop
+                pass
+        super()._on_handshake_complete(handshake_exc)
+
+    def _fatal_error(self, exc: BaseException, message: str = "") -> None:
+        transport: Any = self._transport
+        if transport is not None:
+            if self._alert_sent:
+                transport.close()  # flushes the alert, then closes
+            else:
+                transport.abort()
+
+    def _check_shutdown_timeout(self) -> None:
+        inner: Any = self
+        shutting = (sslproto.SSLProtocolState.FLUSHING, sslproto.SSLProtocolState.SHUTDOWN)
+        if inner._state in shutting and inner._transport is not None:
+            inner._transport.abort()

@@ -1,0 +1,178 @@
+"""Run the real gateway on 127.0.0.1:0 in a thread, and the PKI the gateway tests share."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mtlskit.config import GatewayConfig, load_gateway_config
+from mtlskit.gateway.logs import EventLog
+from mtlskit.gateway.server import Gateway, bind_listener
+from mtlskit.pki import CertificateAuthority
+
+
+@dataclass
+class PKI:
+    """Everything the gateway tests present or trust, written under `root`."""
+
+    root: Path
+    ca_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Path:
+        return self.files[name]
+
+
+def make_pki(base: Path) -> PKI:
+    """Our CA (created 30 days ago), another CA, and the certificates tests need."""
+    start = datetime.now(UTC) - timedelta(days=30)
+    pki = PKI(base, base / "ca")
+    out = base / "certs"
+    out.mkdir(parents=True)
+    with CertificateAuthority.create(pki.ca_dir, name="Gateway Test Root CA", now=start) as ca:
+        ca.issue_server("localhost", ["localhost", "127.0.0.1"]).write(out, "server")
+        ca.issue_server("localhost", ["localhost", "127.0.0.1"]).write(out, "server2")
+        ca.issue_client(
+            "alice", ["spiffe://example.org/ns/shop/sa/alice"], organization="Example", unit="demo"
+        ).write(out, "alice")
+        ca.issue_client("carol", ["carol.example.org"], unit="other").write(out, "carol")
+        ca.issue_client(
+            "old",
+            ["old.example.org"],
+            unit="demo",
+            now=start + timedelta(days=1),
+            validity=timedelta(days=2),
+        ).write(out, "expired")
+        ca.issue_server("imposter", ["imposter.example.org"]).write(out, "serveronly")
+        revoked = ca.issue_client("mallory", ["mallory.example.org"], unit="demo")
+        revoked.write(out, "revoked")
+        ca.revoke(revoked.certificate.serial_number, "keyCompromise")
+        from cryptography.hazmat.primitives import serialization
+
+        (out / "crl.pem").write_bytes(ca.crl().public_bytes(serialization.Encoding.PEM))
+        (out / "clients-ca.pem").write_bytes(ca.root_pem() + ca.chain_pem())
+    with CertificateAuthority.create(base / "other", name="Other Root CA") as other:
+        other.issue_client("intruder", ["intruder.example.org"], unit="demo").write(out, "intruder")
+        other.issue_server("localhost", ["localhost", "127.0.0.1"]).write(out, "otherserver")
+    pki.files = {p.name: p for p in out.iterdir()}
+    pki.files["root.crt"] = pki.ca_dir / "root.crt"
+    pki.files["intermediate.crt"] = pki.ca_dir / "intermediate.crt"
+    return pki
+
+
+def gateway_config(pki: PKI, upstream: str, **overrides: Any) -> GatewayConfig:
+    """A config on 127.0.0.1:0 for the test PKI; overrides use the TOML layout."""
+    data: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "upstream": upstream,
+        "workers": 1,
+        "reload_interval": "0s",
+        "tls": {
+            "cert": str(pki["server.chain.pem"]),
+            "key": str(pki["server.key"]),
+            "client_ca": str(pki["root.crt"]),
+        },
+        "policy": {"allow_ou": ["demo"]},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return load_gateway_config(data)
+
+
+@dataclass
+class Running:
+    """A gateway running in a background thread."""
+
+    gateway: Gateway
+    loop: asyncio.AbstractEventLoop
+    log: io.StringIO
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    def lines(self) -> list[str]:
+        return self.log.getvalue().splitlines()
+
+    def wait_for_log(self, needle: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines():
+                if needle in line:
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no log line with {needle!r}:\n{self.log.getvalue()}")
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run fn(*args) on the gateway's loop and return its result."""
+        done = threading.Event()
+        box: list[Any] = []
+
+        def run() -> None:
+            box.append(fn(*args))
+            done.set()
+
+        self.loop.call_soon_threadsafe(run)
+        done.wait(5)
+        return box[0]
+
+
+@contextmanager
+def running_gateway(config: GatewayConfig) -> Iterator[Running]:
+    """Start the gateway on its own loop in a thread; stop and drain it afterwards."""
+    log = io.StringIO()
+    started = threading.Event()
+    box: dict[str, Any] = {}
+    stop: asyncio.Event | None = None
+
+    async def main() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        try:
+            gateway = Gateway(config, log=EventLog(log, fmt=config.log_format, level="debug"))
+            await gateway.start(bind_listener(*config.listen))
+        except BaseException as exc:
+            box["error"] = exc
+            started.set()
+            raise
+        box["gateway"] = gateway
+        box["loop"] = asyncio.get_running_loop()
+        started.set()
+        await stop.wait()
+        await gateway.shutdown()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    started.wait(10)
+    if "error" in box:
+        raise box["error"]
+    gateway = box["gateway"]
+    running = Running(gateway, box["loop"], log, gateway.address[1])
+    try:
+        yield running
+    finally:
+        assert stop is not None
+        running.loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+
+
+def client_context(pki: PKI, name: str | None = "alice", *, chain: bool = True) -> ssl.SSLContext:
+    """A client context trusting our root, presenting NAME's chain (or leaf) and key."""
+    ctx = ssl.create_default_context(cafile=str(pki["root.crt"]))
+    if name is not None:
+        cert = pki[f"{name}.chain.pem"] if chain else pki[f"{name}.crt"]
+        ctx.load_cert_chain(cert, pki[f"{name}.key"])
+    return ctx
