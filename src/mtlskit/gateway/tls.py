@@ -52,6 +52,7 @@ class ServerTLSProtocol(sslproto.SSLProtocol):
         self._peer: Any = None
         self._timed_out = False
         self._alert_sent = False
+        self._reported = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._peer = transport.get_extra_info("peername")
@@ -63,8 +64,27 @@ class ServerTLSProtocol(sslproto.SSLProtocol):
             self._timed_out = True
         super()._check_handshake_timeout()
 
+    def connection_lost(self, exc: BaseException | None) -> None:
+        inner: Any = self
+        if inner._state == sslproto.SSLProtocolState.DO_HANDSHAKE and not self._reported:
+            # asyncio does not call _on_handshake_complete when the connection goes away
+            # mid-handshake (a timeout abort, or the client hanging up): report it here.
+            self._report(
+                HandshakeTimeoutError("the TLS handshake did not finish in time")
+                if self._timed_out
+                else exc or ConnectionResetError("the client closed the connection")
+            )
+        super().connection_lost(exc)
+
+    def _report(self, exc: BaseException) -> None:
+        self._reported = True
+        try:
+            self._on_failure(self._peer, exc)
+        except Exception:  # noqa: S110 - reporting must never break the loop
+            pass
+
     def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
-        if handshake_exc is not None:
+        if handshake_exc is not None and not self._reported:
             exc = handshake_exc
             if isinstance(exc, type):
                 exc = exc()

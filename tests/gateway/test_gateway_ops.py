@@ -1,0 +1,189 @@
+"""Operating the gateway: TCP mode, hot reload, slow clients, and config that fails at start."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mtlskit.echo import EchoServer, TCPEchoServer
+from tests.gateway.harness import PKI, client_context, gateway_config, running_gateway
+from tests.integration.peers import curl
+
+
+def _served_cert(port: int, pki: PKI) -> bytes:
+    ctx = client_context(pki, "alice")
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+
+def _der(path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(
+        path.read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    )
+
+
+def test_tcp_mode_pipes_bytes_both_ways(pki: PKI) -> None:
+    with (
+        TCPEchoServer() as upstream,
+        running_gateway(gateway_config(pki, f"tcp://127.0.0.1:{upstream.port}")) as gw,
+    ):
+        ctx = client_context(pki, "alice")
+        with (
+            socket.create_connection(("127.0.0.1", gw.port)) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            for message in (b"ping", b"\x00\x01binary\xff" * 1000):
+                tls.sendall(message)
+                want = b"echo:" + message
+                got = b""
+                while len(got) < len(want):
+                    got += tls.recv(65536)
+                assert got.startswith(b"echo:") and got.replace(b"echo:", b"") == message
+        assert "TCP" in gw.wait_for_log("allow(ou=demo)")
+        # a client the policy refuses is closed right after the handshake
+        ctx = client_context(pki, "carol")
+        with (
+            socket.create_connection(("127.0.0.1", gw.port)) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.settimeout(5)
+            assert tls.recv(10) == b""
+        assert "deny(" in gw.wait_for_log("CN=carol")
+
+
+def test_reload_keeps_open_connections_and_refuses_broken_files(
+    pki: PKI, echo: EchoServer, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    shutil.copy(pki["server.chain.pem"], cert)
+    shutil.copy(pki["server.key"], key)
+    config = gateway_config(
+        pki, echo.url, reload_interval="100ms", tls={"cert": str(cert), "key": str(key)}
+    )
+    with running_gateway(config) as gw:
+        assert _served_cert(gw.port, pki) == _der(pki["server.crt"])
+        handshakes = gw.gateway.metrics.handshakes.labels("ok")
+        with httpx.Client(verify=client_context(pki, "alice"), base_url=gw.url) as client:
+            assert client.get("/before").status_code == 200
+            before = handshakes._value.get()
+            # replace both files (key first: a reload in between fails and is retried)
+            shutil.copy(pki["server2.key"], key)
+            shutil.copy(pki["server2.chain.pem"], cert)
+            gw.wait_for_log("reloaded")
+            assert client.get("/during").status_code == 200  # same keep-alive connection
+            assert handshakes._value.get() == before  # no new handshake: it was kept
+        assert _served_cert(gw.port, pki) == _der(pki["server2.crt"])
+        cert.write_text("-----BEGIN CERTIFICATE-----\ngarbage\n")  # a broken file
+        line = gw.wait_for_log("reload_failed")
+        assert str(cert) in line and "previous certificates" in line
+        assert _served_cert(gw.port, pki) == _der(pki["server2.crt"])  # old state kept
+        assert gw.call(gw.gateway.reload, "test") is False
+
+
+def test_slow_clients_do_not_block_others(pki: PKI, echo: EchoServer) -> None:
+    config = gateway_config(pki, echo.url, limits={"handshake_timeout": "30s"})
+    with running_gateway(config) as gw:
+        idle = []
+        try:
+            for i in range(200):
+                sock = socket.create_connection(("127.0.0.1", gw.port))
+                if i % 2:
+                    sock.sendall(b"\x16\x03\x01\x00\xff\x01")  # half a ClientHello, then silence
+                idle.append(sock)
+            started = time.monotonic()
+            r = curl(
+                "--cacert",
+                pki["root.crt"],
+                "--cert",
+                pki["alice.chain.pem"],
+                "--key",
+                pki["alice.key"],
+                gw.url + "/",
+            )
+            assert r.returncode == 0, r.stderr
+            assert time.monotonic() - started < 10  # generous: this only proves no blocking
+        finally:
+            for sock in idle:
+                sock.close()
+        # every abandoned handshake is accounted for: none holds a connection slot
+        deadline = time.monotonic() + 5
+        while gw.gateway.handshaking and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gw.gateway.handshaking == 0
+        assert gw.gateway.metrics.handshakes.labels("connection_reset")._value.get() == 200
+
+
+def test_handshake_timeout_is_logged(pki: PKI, echo: EchoServer) -> None:
+    config = gateway_config(pki, echo.url, limits={"handshake_timeout": "200ms"})
+    with running_gateway(config) as gw, socket.create_connection(("127.0.0.1", gw.port)):
+        assert "code=handshake_timeout" in gw.wait_for_log("handshake_failed")
+
+
+# -- configuration that must fail at start -----------------------------------------------------
+def _gateway_cli(run_cli, pki: PKI, *extra: str | Path, **replace: str | Path):
+    flags: dict[str, str | Path] = {
+        "--listen": "127.0.0.1:0",
+        "--upstream": "http://127.0.0.1:9",
+        "--cert": pki["server.chain.pem"],
+        "--key": pki["server.key"],
+        "--client-ca": pki["root.crt"],
+        "--workers": "1",
+    }
+    flags.update(replace)
+    argv: list[str | Path] = ["gateway"]
+    for flag, value in flags.items():
+        if value != "":
+            argv += [flag, value]
+    return run_cli(*argv, *extra)
+
+
+@pytest.mark.parametrize(
+    ("extra", "replace", "needle"),
+    [
+        (["--allow-all"], {"--cert": "/nonexistent/chain.pem"}, "no such file"),
+        (["--allow-all"], {"--key": "alice.key"}, "does not match"),
+        (["--allow-all"], {"--client-ca": "alice.crt"}, "is not a CA certificate"),
+        ([], {}, "no allow rule"),
+        (["--allow-all"], {"--cert": "alice.chain.pem", "--key": "alice.key"}, "not a server"),
+        (["--allow-all", "--allow-uri", "spiffe://td/***"], {}, "--allow-uri"),
+        (["--allow-all"], {"--upstream": "ftp://x"}, "upstream"),
+        (["--allow-all", "--header", "X-A=%DOWNSTREAM_PEER_NOPE%"], {}, "DOWNSTREAM_PEER_NOPE"),
+    ],
+)
+def test_bad_config_fails_at_start_with_one_line(
+    run_cli, pki: PKI, extra: list[str], replace: dict[str, str], needle: str
+) -> None:
+    resolved = {k: (pki[v] if v in pki.files else v) for k, v in replace.items()}
+    r = _gateway_cli(run_cli, pki, *extra, **resolved)
+    assert r.code == 2, r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) <= 2 and lines[0].startswith("error: ") and needle in r.err
+    assert "Traceback" not in r.err
+
+
+def test_unknown_toml_key_and_port_in_use(run_cli, pki: PKI, tmp_path: Path) -> None:
+    toml = tmp_path / "gw.toml"
+    toml.write_text(
+        f'listen = "127.0.0.1:0"\nupstream = "http://127.0.0.1:9"\n[tls]\ncert_fle = "x"\n'
+        f'cert = "{pki["server.chain.pem"]}"\n'
+    )
+    r = run_cli("gateway", "--config", toml)
+    assert r.code == 2 and "unknown key 'tls.cert_fle'" in r.err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = _gateway_cli(run_cli, pki, "--allow-all", **{"--listen": f"127.0.0.1:{port}"})
+    assert r.code == 2
+    assert "Address already in use" in r.err and "--listen" in r.err
