@@ -187,3 +187,37 @@ def test_unknown_toml_key_and_port_in_use(run_cli, pki: PKI, tmp_path: Path) -> 
         r = _gateway_cli(run_cli, pki, "--allow-all", **{"--listen": f"127.0.0.1:{port}"})
     assert r.code == 2
     assert "Address already in use" in r.err and "--listen" in r.err
+
+
+def test_unix_socket_upstream(pki: PKI, tmp_path: Path) -> None:
+    import socketserver
+    import threading
+
+    from mtlskit.echo import _Handler
+
+    class UnixHTTP(socketserver.ThreadingUnixStreamServer):
+        daemon_threads = True
+
+        def get_request(self):  # type: ignore[no-untyped-def]
+            sock, _ = super().get_request()
+            return sock, ("unix", 0)  # BaseHTTPRequestHandler wants a (host, port)
+
+    path = tmp_path / "app.sock"
+    server = UnixHTTP(str(path), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with running_gateway(gateway_config(pki, f"unix:{path}")) as gw:
+            r = curl(
+                "--cacert",
+                pki["root.crt"],
+                "--cert",
+                pki["alice.chain.pem"],
+                "--key",
+                pki["alice.key"],
+                gw.url + "/via-unix",
+            )
+            assert r.returncode == 0, r.stderr
+            assert '"path": "/via-unix"' in r.stdout
+    finally:
+        server.shutdown()
+        server.server_close()

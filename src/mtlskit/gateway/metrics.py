@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 
 __all__ = ["METRIC_NAMES", "Metrics"]
+
+# The *_created series double the exposition for no use of ours.
+disable_created_metrics()
 
 METRIC_NAMES = {
     "mtlskit_connections_open": "TLS connections open now (after the handshake)",

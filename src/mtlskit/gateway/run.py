@@ -113,7 +113,8 @@ def _supervise(config: GatewayConfig) -> int:
             status_server = StatusServer(
                 lambda: all(w.is_alive() for w in workers), lambda: generate_latest(registry)
             )
-            await status_server.start(*config.status)
+            shost, sport = await status_server.start(*config.status)
+            log.event("status", f"status on http://{shost}:{sport}/ (healthz, readyz, metrics)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)

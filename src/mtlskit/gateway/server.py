@@ -222,7 +222,7 @@ class Gateway:
                 "target": target.decode("latin-1")[:200],
                 "status": status,
                 "bytes": size,
-                "ms": seconds * 1000,
+                "ms": round(seconds * 1000, 1),
                 "note": note,
             }
         )
