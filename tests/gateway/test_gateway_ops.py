@@ -198,7 +198,7 @@ def test_unix_socket_upstream(pki: PKI, tmp_path: Path) -> None:
     class UnixHTTP(socketserver.ThreadingUnixStreamServer):
         daemon_threads = True
 
-        def get_request(self):  # type: ignore[no-untyped-def]
+        def get_request(self):
             sock, _ = super().get_request()
             return sock, ("unix", 0)  # BaseHTTPRequestHandler wants a (host, port)
 

@@ -13,7 +13,7 @@ from prometheus_client import (
 __all__ = ["METRIC_NAMES", "Metrics"]
 
 # The *_created series double the exposition for no use of ours.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 METRIC_NAMES = {
     "mtlskit_connections_open": "TLS connections open now (after the handshake)",
