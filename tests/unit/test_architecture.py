@@ -26,7 +26,10 @@ PURE = [
     "trust/diagnose.py",
     "trust/reasons.py",
     "trust/revocation.py",
-    "identity.py",
+    "identity/__init__.py",
+    "identity/_peer.py",
+    "identity/_wire.py",
+    "identity/_headers.py",
     "policy.py",
     "gateway/handshake.py",
 ]

@@ -1,0 +1,41 @@
+"""Who the client is (PeerIdentity) and how the workload learns it: XFCC, RFC 9440, templates."""
+
+from __future__ import annotations
+
+from mtlskit.identity._headers import (
+    TEMPLATE_OPERATORS,
+    IdentityHeaders,
+    build_identity_block,
+    render_header_template,
+    strip_identity_headers,
+    validate_header_template,
+)
+from mtlskit.identity._peer import (
+    STRIPPED_HEADERS,
+    XFCC_FIELDS,
+    IdentityHeaderError,
+    PeerIdentity,
+)
+from mtlskit.identity._wire import (
+    from_headers,
+    parse_xfcc,
+    rfc9440_headers,
+    xfcc_value,
+)
+
+__all__ = [
+    "STRIPPED_HEADERS",
+    "TEMPLATE_OPERATORS",
+    "XFCC_FIELDS",
+    "IdentityHeaderError",
+    "IdentityHeaders",
+    "PeerIdentity",
+    "build_identity_block",
+    "from_headers",
+    "parse_xfcc",
+    "render_header_template",
+    "rfc9440_headers",
+    "strip_identity_headers",
+    "validate_header_template",
+    "xfcc_value",
+]
