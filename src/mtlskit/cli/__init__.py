@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     """The whole command tree; each group registers its own subcommands."""
-    from mtlskit.cli import ca, cert, gateway
+    from mtlskit.cli import ca, cert, client, gateway
 
     parser = Parser(
         prog="mtlskit",
@@ -39,6 +39,7 @@ def build_parser() -> Parser:
     ca.register(groups)
     cert.register(groups)
     gateway.register(groups)
+    client.register(groups)
     return parser
 
 
