@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from mtlskit.config import GatewayConfig, load_gateway_config
+from mtlskit.gateway.embedded import EmbeddedGateway, embedded_gateway
 from mtlskit.gateway.logs import EventLog
-from mtlskit.gateway.server import Gateway, bind_listener
+from mtlskit.gateway.server import Gateway
 from mtlskit.pki import CertificateAuthority
 
 
@@ -93,7 +93,7 @@ def gateway_config(pki: PKI, upstream: str, **overrides: Any) -> GatewayConfig:
 
 @dataclass
 class Running:
-    """A gateway running in a background thread."""
+    """An embedded gateway, with its log captured for assertions."""
 
     gateway: Gateway
     loop: asyncio.AbstractEventLoop
@@ -118,55 +118,15 @@ class Running:
 
     def call(self, fn: Any, *args: Any) -> Any:
         """Run fn(*args) on the gateway's loop and return its result."""
-        done = threading.Event()
-        box: list[Any] = []
-
-        def run() -> None:
-            box.append(fn(*args))
-            done.set()
-
-        self.loop.call_soon_threadsafe(run)
-        done.wait(5)
-        return box[0]
+        return EmbeddedGateway(self.gateway, self.loop).call(fn, *args)
 
 
 @contextmanager
 def running_gateway(config: GatewayConfig) -> Iterator[Running]:
-    """Start the gateway on its own loop in a thread; stop and drain it afterwards."""
+    """The real gateway on its own thread (mtlskit.gateway.embedded), log captured."""
     log = io.StringIO()
-    started = threading.Event()
-    box: dict[str, Any] = {}
-    stop: asyncio.Event | None = None
-
-    async def main() -> None:
-        nonlocal stop
-        stop = asyncio.Event()
-        try:
-            gateway = Gateway(config, log=EventLog(log, fmt=config.log_format, level="debug"))
-            await gateway.start(bind_listener(*config.listen))
-        except BaseException as exc:
-            box["error"] = exc
-            started.set()
-            raise
-        box["gateway"] = gateway
-        box["loop"] = asyncio.get_running_loop()
-        started.set()
-        await stop.wait()
-        await gateway.shutdown()
-
-    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
-    thread.start()
-    started.wait(10)
-    if "error" in box:
-        raise box["error"]
-    gateway = box["gateway"]
-    running = Running(gateway, box["loop"], log, gateway.address[1])
-    try:
-        yield running
-    finally:
-        assert stop is not None
-        running.loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
+    with embedded_gateway(config, EventLog(log, fmt=config.log_format, level="debug")) as gw:
+        yield Running(gw.gateway, gw.loop, log, gw.port)
 
 
 def client_context(pki: PKI, name: str | None = "alice", *, chain: bool = True) -> ssl.SSLContext:
