@@ -1,20 +1,34 @@
 # mtlskit: two commands on a fresh Debian machine with python3.
-#   make demo   install into .venv and show the chain of trust working
+#   make demo   install into .venv, show the seed's whole flow working, keep the gateway up
 #   make test   install with test extras and run lint + the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint pytest conformance clean
+.PHONY: demo walkthrough test lint pytest conformance clean
 
-$(STAMP): pyproject.toml scripts/bootstrap.sh
+RUN_STAMP  := $(VENV)/.installed-run
+
+# `make demo` installs only what mtlskit needs to run; `make test` adds the test extras.
+$(RUN_STAMP): pyproject.toml scripts/bootstrap.sh
 	PYTHON=$(PYTHON) ./scripts/bootstrap.sh
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
 
-demo: $(STAMP)
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	PYTHON=$(PYTHON) ./scripts/bootstrap.sh test
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP) $(RUN_STAMP)
+
+# The seed's flow on this machine: CA, gateway, three real calls; Ctrl-C stops the gateway.
+demo: $(RUN_STAMP)
+	$(BIN)/mtlskit demo $(DEMO_ARGS)
+
+# The PKI alone, proven with openssl s_server and curl (needs both installed).
+walkthrough: $(RUN_STAMP)
 	./scripts/pki-walkthrough.sh
 
 lint: $(STAMP)

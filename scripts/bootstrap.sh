@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Make sure a fresh Debian machine can build .venv and run the tests: python3-venv for
-# the virtual environment, openssl and curl as the real TLS peers the tests talk to.
-# Installs Debian packages only when run as root with apt-get; otherwise says what to do.
+# Make sure a fresh Debian machine can build .venv (python3-venv) and, for `make test`,
+# has the real TLS peers the tests talk to (openssl, curl). Installs Debian packages only
+# when run as root with apt-get; otherwise says what to run.
+#   scripts/bootstrap.sh        what `make demo` needs
+#   scripts/bootstrap.sh test   what `make test` needs
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 need=()
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
-command -v openssl >/dev/null || need+=(openssl)
-command -v curl >/dev/null || need+=(curl)
+if [ "${1:-}" = test ]; then
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v curl >/dev/null || need+=(curl)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: installing ${need[*]}"

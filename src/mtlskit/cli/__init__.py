@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     """The whole command tree; each group registers its own subcommands."""
-    from mtlskit.cli import ca, cert, client, gateway
+    from mtlskit.cli import ca, cert, client, demo, gateway
 
     parser = Parser(
         prog="mtlskit",
@@ -40,6 +40,7 @@ def build_parser() -> Parser:
     cert.register(groups)
     gateway.register(groups)
     client.register(groups)
+    demo.register(groups)
     return parser
 
 
