@@ -11,6 +11,8 @@ need=()
 if [ "${1:-}" = test ]; then
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
+  # pebble (Let's Encrypt's ACME test server, with pebble-challtestsrv) for tests/acme
+  { command -v pebble && command -v pebble-challtestsrv; } >/dev/null || need+=(pebble)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "AcmeError",
     "CSRError",
     "CertificateLoadError",
     "ConfigError",
     "DatabaseError",
+    "ExportError",
     "IssuanceError",
     "KeyPasswordError",
     "MtlsKitError",
@@ -85,3 +87,13 @@ class DatabaseError(PKIError):
 
 class TLSConfigError(MtlsKitError):
     """A TLS context cannot be built (key and certificate mismatch, bad versions)."""
+
+
+class ExportError(MtlsKitError):
+    """The gateway's settings cannot be turned into cluster manifests as asked (exit 2)."""
+
+
+class AcmeError(MtlsKitError):
+    """The ACME CA could not be reached, refused, or could not validate a domain (exit 1)."""
+
+    exit_code = 1

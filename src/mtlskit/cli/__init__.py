@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     """The whole command tree; each group registers its own subcommands."""
-    from mtlskit.cli import ca, cert, client, demo, gateway
+    from mtlskit.cli import acme, ca, cert, client, demo, gateway, kyma
 
     parser = Parser(
         prog="mtlskit",
@@ -41,6 +41,8 @@ def build_parser() -> Parser:
     gateway.register(groups)
     client.register(groups)
     demo.register(groups)
+    kyma.register(groups)
+    acme.register(groups)
     return parser
 
 

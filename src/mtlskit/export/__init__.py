@@ -1,0 +1,27 @@
+"""Export a gateway's setup to cluster manifests (Kyma, Istio, Gardener) and lint them."""
+
+from __future__ import annotations
+
+from mtlskit.export._errors import ExportError
+from mtlskit.export.check import Finding, check_manifests
+from mtlskit.export.kyma import (
+    ExportWarning,
+    KymaExport,
+    KymaInputs,
+    KymaOptions,
+    render_kyma,
+)
+from mtlskit.export.render import object_file_names, to_yaml
+
+__all__ = [
+    "ExportError",
+    "ExportWarning",
+    "Finding",
+    "KymaExport",
+    "KymaInputs",
+    "KymaOptions",
+    "check_manifests",
+    "object_file_names",
+    "render_kyma",
+    "to_yaml",
+]

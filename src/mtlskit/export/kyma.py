@@ -1,0 +1,411 @@
+"""Kyma's "Configure an mTLS Gateway" as data: GatewayConfig + options -> manifests (pure)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from cryptography import x509
+
+from mtlskit.config import GatewayConfig
+from mtlskit.errors import CertificateLoadError
+from mtlskit.export._certs import dns_covers, is_ca
+from mtlskit.export._errors import ExportError
+from mtlskit.pki.pem import certs_to_pem, load_certificates
+
+__all__ = [
+    "INGRESS_NAMESPACE",
+    "ExportWarning",
+    "KymaExport",
+    "KymaInputs",
+    "KymaOptions",
+    "dns_covers",
+    "is_ca",
+    "render_kyma",
+]
+
+# Istio reads credentialName secrets (and `<name>-cacert`) from the ingress gateway's namespace.
+INGRESS_NAMESPACE: Final = "istio-system"
+INGRESS_SELECTOR: Final = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
+_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_DOMAIN: Final = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]{2,63}")
+_MIN_VERSION: Final = {"1.2": "TLSV1_2", "1.3": "TLSV1_3"}
+ServerCert = Literal["acme", "files"]
+
+
+@dataclass(frozen=True, slots=True)
+class KymaOptions:
+    """How to expose the gateway's workload on Kyma.
+
+    Attributes:
+        domain: the subdomain the Gateway serves; hosts are `*.<domain>`.
+        namespace: where the workload, its Gateway, APIRule and DNSEntry live.
+        service: the Kubernetes Service name the APIRule routes to.
+        service_port: its port.
+        host: the first label of the exposed host (`<host>.<domain>`); the service name
+            when empty.
+        server_cert: "acme": a Gardener Certificate (Let's Encrypt, issuer `garden`);
+            "files": a kubernetes.io/tls Secret from the gateway's own cert and key.
+        gateway_name: the Istio Gateway's name.
+        credential_name: the server certificate Secret; the client CA goes to
+            `<credential_name>-cacert`.
+        dns_target: when set, a Gardener DNSEntry points `*.<domain>` at it.
+        issuer: the Gardener issuer of the Certificate.
+    """
+
+    domain: str
+    namespace: str
+    service: str
+    service_port: int
+    host: str = ""
+    server_cert: ServerCert = "acme"
+    gateway_name: str = "kyma-mtls-gateway"
+    credential_name: str = "kyma-mtls-certs"
+    dns_target: str | None = None
+    issuer: str = "garden"
+
+    @property
+    def fqdn(self) -> str:
+        """The exposed host: `<host or service>.<domain>`."""
+        return f"{self.host or self.service}.{self.domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class KymaInputs:
+    """The bytes the manifests embed (the CLI reads them from the gateway's tls files).
+
+    Attributes:
+        client_ca_pem: the gateway's client_ca file: the roots clients must chain to.
+        server_chain_pem: the gateway's cert file (leaf then intermediates), for "files".
+        server_key_pem: the gateway's key file, for "files".
+    """
+
+    client_ca_pem: bytes
+    server_chain_pem: bytes | None = None
+    server_key_pem: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportWarning:
+    """Something the cluster will do differently from the local gateway.
+
+    Attributes:
+        subject: what it is about, e.g. "policy.allow_ou = 'demo'".
+        what: what the rendered manifests do instead.
+        why: the reason.
+        fix: what the user can do.
+    """
+
+    subject: str
+    what: str
+    why: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.what} ({self.why}); fix: {self.fix}"
+
+
+@dataclass(frozen=True, slots=True)
+class KymaExport:
+    """The rendered manifests, in apply order, and every difference from the local gateway."""
+
+    objects: tuple[dict[str, Any], ...]
+    warnings: tuple[ExportWarning, ...]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _meta(name: str, namespace: str, **labels: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    meta["labels"] = {"app.kubernetes.io/managed-by": "mtlskit", **labels}
+    return meta
+
+
+def _check_options(opts: KymaOptions) -> None:
+    checks = [
+        ("--domain", opts.domain, _DOMAIN, "a lowercase DNS name such as mtls.example.com"),
+        ("--namespace", opts.namespace, _LABEL, "a lowercase RFC 1123 label"),
+        ("--service", opts.service, _LABEL, "a Service name (lowercase RFC 1123 label)"),
+        ("--gateway-name", opts.gateway_name, _LABEL, "a lowercase RFC 1123 label"),
+        ("--credential-name", opts.credential_name, _LABEL, "a lowercase RFC 1123 label"),
+    ]
+    if opts.host:
+        checks.append(("--host", opts.host, _LABEL, "one lowercase DNS label"))
+    for flag, value, pattern, expected in checks:
+        if not pattern.fullmatch(value):
+            raise ExportError(f"{flag} {value!r} is not {expected}", f"fix {flag}")
+    if not 1 <= opts.service_port <= 65535:
+        raise ExportError(f"service port {opts.service_port} is out of range", "use 1-65535")
+    if len(f"*.{opts.domain}") > 64:  # Certificate.spec.commonName maxLength, X.509 ub-common-name
+        raise ExportError(
+            f"--domain {opts.domain!r} is too long for a certificate common name (64 characters)",
+            "use a shorter domain",
+        )
+
+
+def _client_ca(pem: bytes) -> list[x509.Certificate]:
+    try:
+        certs = load_certificates(pem, "tls.client_ca")
+    except CertificateLoadError as exc:
+        raise ExportError(exc.message, exc.hint) from exc
+    for cert in certs:
+        if not is_ca(cert):
+            raise ExportError(
+                f"tls.client_ca holds {cert.subject.rfc4514_string()!r}, which is not a CA",
+                "the -cacert secret must hold the CA that issues client certificates, not a leaf",
+            )
+    return certs
+
+
+def _server_objects(
+    opts: KymaOptions, inputs: KymaInputs, warnings: list[ExportWarning]
+) -> dict[str, Any]:
+    wildcard = f"*.{opts.domain}"
+    if opts.server_cert == "acme":
+        return {
+            "apiVersion": "cert.gardener.cloud/v1alpha1",
+            "kind": "Certificate",
+            "metadata": _meta(opts.credential_name, INGRESS_NAMESPACE),
+            "spec": {
+                "secretName": opts.credential_name,
+                "commonName": wildcard,
+                "issuerRef": {"name": opts.issuer},
+            },
+        }
+    if inputs.server_chain_pem is None or inputs.server_key_pem is None:
+        raise ExportError("--server-cert files needs tls.cert and tls.key", "set both in [tls]")
+    try:
+        leaf = load_certificates(inputs.server_chain_pem, "tls.cert")[0]
+    except CertificateLoadError as exc:
+        raise ExportError(exc.message, exc.hint) from exc
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    for host in (wildcard, opts.fqdn):
+        if not any(dns_covers(n, host) for n in names):
+            warnings.append(
+                ExportWarning(
+                    f"tls.cert ({', '.join(names) or 'no DNS name'})",
+                    f"is exported but does not cover {host}",
+                    "clients check the server's name against its certificate",
+                    f"issue a server certificate for {wildcard}, or use --server-cert acme",
+                )
+            )
+            break
+    # Never ca.crt here: Istio would validate clients with it and ignore <name>-cacert
+    # (istio/istio#29856).
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(opts.credential_name, INGRESS_NAMESPACE),
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": _b64(inputs.server_chain_pem), "tls.key": _b64(inputs.server_key_pem)},
+    }
+
+
+def _gateway(config: GatewayConfig, opts: KymaOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": _meta(opts.gateway_name, opts.namespace),
+        "spec": {
+            "selector": dict(INGRESS_SELECTOR),
+            "servers": [
+                {
+                    "port": {"number": 443, "name": "mtls", "protocol": "HTTPS"},
+                    "tls": {
+                        "mode": "MUTUAL",
+                        "credentialName": opts.credential_name,
+                        "minProtocolVersion": _MIN_VERSION[config.tls.min_version],
+                    },
+                    "hosts": [f"*.{opts.domain}"],
+                }
+            ],
+        },
+    }
+
+
+def _apirule(config: GatewayConfig, opts: KymaOptions) -> dict[str, Any]:
+    rule: dict[str, Any] = {
+        "path": "/{**}",  # APIRule v2: every path; the old "/.*" and "/*" are gone
+        "methods": ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
+        "noAuth": True,  # the client certificate is the authentication (Gateway MUTUAL)
+    }
+    if config.headers:
+        rule["request"] = {"headers": dict(config.headers)}
+    return {
+        "apiVersion": "gateway.kyma-project.io/v2",
+        "kind": "APIRule",
+        "metadata": _meta(opts.service, opts.namespace),
+        "spec": {
+            "gateway": f"{opts.namespace}/{opts.gateway_name}",
+            "hosts": [opts.fqdn],
+            "service": {"name": opts.service, "port": opts.service_port},
+            "rules": [rule],
+        },
+    }
+
+
+_UNEXPRESSED: Final = {
+    "allow_cn": "the subject CN",
+    "allow_ou": "the subject OU",
+    "allow_dns": "a DNS SAN",
+}
+
+
+def _principal(pattern: str) -> str | None:
+    """An exact spiffe:// URI as an Istio principal (Istio prepends spiffe:// itself)."""
+    if "*" in pattern or not pattern.lower().startswith("spiffe://"):
+        return None
+    return pattern[len("spiffe://") :]
+
+
+def _authorization(
+    config: GatewayConfig, opts: KymaOptions, warnings: list[ExportWarning]
+) -> list[dict[str, Any]]:
+    policy = config.policy
+    if policy.allow_all:
+        return []  # MUTUAL already admits exactly the clients the CA verifies
+    principals: list[str] = []
+    denied: list[str] = []
+    for key, why in _UNEXPRESSED.items():
+        for value in getattr(policy, key):
+            denied.append(f"policy.{key} = {value!r}")
+            warnings.append(
+                ExportWarning(
+                    f"policy.{key} = {value!r}",
+                    "cannot be expressed in Istio; the rendered AuthorizationPolicy denies "
+                    "these clients at the ingress gateway",
+                    f"an AuthorizationPolicy matches a client certificate only by its SPIFFE "
+                    f"URI SAN (source.principals), never by {why}",
+                    "give these clients a spiffe:// URI SAN and allow it with allow_uri, or "
+                    "keep mtlskit gateway in the path to enforce this rule",
+                )
+            )
+    for pattern in policy.allow_uri:
+        principal = _principal(pattern)
+        if principal is not None:
+            principals.append(principal)
+            continue
+        denied.append(f"policy.allow_uri = {pattern!r}")
+        warnings.append(
+            ExportWarning(
+                f"policy.allow_uri = {pattern!r}",
+                "cannot be expressed exactly in Istio; the rendered AuthorizationPolicy "
+                "denies these clients at the ingress gateway",
+                "Istio principals are exact spiffe:// IDs with at most a leading or trailing "
+                "'*' matching any characters, not whole path segments",
+                "list the exact spiffe:// IDs in allow_uri, or keep mtlskit gateway in the path",
+            )
+        )
+    # DENY, not ALLOW: an ALLOW policy on the shared ingress gateway would deny every
+    # other host it serves. Deny this host to every client that no expressible rule admits.
+    rule: dict[str, Any] = {}
+    if principals:
+        rule["from"] = [{"source": {"notPrincipals": principals}}]
+    rule["to"] = [{"operation": {"hosts": [opts.fqdn]}}]
+    meta = _meta(f"{opts.gateway_name}-{opts.service}-clients", INGRESS_NAMESPACE)
+    if denied:
+        meta["annotations"] = {"mtlskit.dev/rules-not-expressed": "; ".join(denied)}
+    return [
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": meta,
+            "spec": {
+                "selector": {"matchLabels": dict(INGRESS_SELECTOR)},
+                "action": "DENY",
+                "rules": [rule],
+            },
+        }
+    ]
+
+
+def _identity_warnings(config: GatewayConfig) -> list[ExportWarning]:
+    if "client-cert" not in config.identity_headers:
+        return []
+    return [
+        ExportWarning(
+            "identity_headers = client-cert",
+            "no RFC 9440 Client-Cert header is sent on Kyma",
+            "Istio's ingress gateway (Envoy) cannot emit Client-Cert; it sets "
+            "x-forwarded-client-cert (SANITIZE_SET)",
+            "read x-forwarded-client-cert, or add a [headers] entry with "
+            "%DOWNSTREAM_PEER_CERT% (URL-encoded PEM)",
+        )
+    ]
+
+
+def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs) -> KymaExport:
+    """Build the manifests of Kyma's "Configure an mTLS Gateway" for this gateway.
+
+    In apply order: the client CA Secret `<credential>-cacert` (key `cacert`), the server
+    certificate (Gardener Certificate or a kubernetes.io/tls Secret), an optional DNSEntry,
+    the Istio Gateway (MUTUAL), the APIRule v2 carrying the gateway's [headers], and an
+    AuthorizationPolicy for the allow rules. Rules Istio cannot express are denied at the
+    gateway (fail closed) and each one is named in a warning.
+
+    Raises:
+        ExportError: a bad option, or a client CA that is not a CA.
+    """
+    _check_options(options)
+    if config.mode != "http":
+        raise ExportError(
+            "mode = tcp cannot be exposed through an APIRule (HTTP routes only)",
+            "render an HTTP gateway, or expose the TCP service with your own Istio Gateway",
+        )
+    warnings: list[ExportWarning] = []
+    cas = _client_ca(inputs.client_ca_pem)
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(f"{options.credential_name}-cacert", INGRESS_NAMESPACE),
+            "type": "Opaque",
+            "data": {"cacert": _b64(_pem(cas, inputs.client_ca_pem))},
+        },
+        _server_objects(options, inputs, warnings),
+    ]
+    if options.dns_target:
+        entry = _meta(f"{options.gateway_name}-dns", options.namespace)
+        entry["annotations"] = {"dns.gardener.cloud/class": "garden"}
+        objects.append(
+            {
+                "apiVersion": "dns.gardener.cloud/v1alpha1",
+                "kind": "DNSEntry",
+                "metadata": entry,
+                "spec": {
+                    "dnsName": f"*.{options.domain}",
+                    "ttl": 600,
+                    "targets": [options.dns_target],
+                },
+            }
+        )
+    objects += [_gateway(config, options), _apirule(config, options)]
+    objects += _authorization(config, options, warnings)
+    if config.tls.crl:
+        warnings.append(
+            ExportWarning(
+                "tls.crl",
+                "revocation lists are not exported",
+                "the ingress gateway reads a CRL only from its own secrets, not from files",
+                f"add the CRL to {options.credential_name}-cacert as Istio's Gateway TLS "
+                "docs describe (caCrl)",
+            )
+        )
+    warnings += _identity_warnings(config)
+    return KymaExport(tuple(objects), tuple(warnings))
+
+
+def _pem(certs: Sequence[x509.Certificate], original: bytes) -> bytes:
+    """The client CA file as given when it is PEM (byte for byte), else re-encoded."""
+    if original.lstrip().startswith(b"-----BEGIN"):
+        return original
+    return certs_to_pem(certs)

@@ -1,0 +1,192 @@
+"""ACME against Pebble: issuance, renewal, a failed challenge, unreachable/untrusted CAs."""
+
+from __future__ import annotations
+
+import ssl
+import sys
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
+import pytest
+from cryptography import x509
+
+from mtlskit.acmeclient import (
+    AcmeError,
+    AcmeSettings,
+    backoff,
+    ensure_certificate,
+    renew_due,
+    renewal_time,
+)
+from mtlskit.errors import MtlsKitError
+from mtlskit.pki.pem import key_matches_certificate, load_certificates, load_private_key
+from tests.export.conftest import Result, command_parser
+
+from .conftest import Pebble, free_port
+
+
+@pytest.fixture
+def acme_cli(capsys: pytest.CaptureFixture[str]):
+    """Run `mtlskit acme ...` in-process, with main()'s error handling."""
+    from mtlskit.cli import acme
+
+    def run(*argv: str | Path) -> Result:
+        capsys.readouterr()
+        try:
+            args = command_parser(acme).parse_args([str(a) for a in argv])
+            code = int(args.handler(args))
+        except MtlsKitError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            if exc.hint:
+                print(f"hint: {exc.hint}", file=sys.stderr)
+            code = exc.exit_code
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def _settings(pebble: Pebble, *domains: str, port: int | None = None) -> AcmeSettings:
+    return AcmeSettings(
+        directory=pebble.directory,
+        domains=domains,
+        email="ops@example.com",
+        http01=("127.0.0.1", port or pebble.http_port),
+        ca_bundle=pebble.ca_bundle,
+    )
+
+
+def _pebble_intermediate(pebble: Pebble) -> x509.Certificate:
+    ctx = ssl.create_default_context(cafile=str(pebble.ca_bundle))
+    with urllib.request.urlopen(f"{pebble.management}/intermediates/0", context=ctx) as r:  # noqa: S310
+        return load_certificates(r.read())[0]
+
+
+def _sans(cert: x509.Certificate) -> list[str]:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return sorted(san.get_values_for_type(x509.DNSName))
+
+
+def test_issue_writes_key_leaf_and_chain(pebble: Pebble, acme_cli, tmp_path: Path) -> None:
+    result = acme_cli(
+        "acme", "issue", "--directory", pebble.directory, "--domain", "orders.example.com",
+        "--domain", "www.orders.example.com", "--email", "ops@example.com", "--out", tmp_path,
+        "--http-01", f"127.0.0.1:{pebble.http_port}", "--ca-bundle", pebble.ca_bundle,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "wrote" in result.out and "server.chain.pem" in result.out
+    leaf = load_certificates((tmp_path / "server.crt").read_bytes())[0]
+    chain = load_certificates((tmp_path / "server.chain.pem").read_bytes())
+    key = load_private_key((tmp_path / "server.key").read_bytes())
+    assert _sans(leaf) == ["orders.example.com", "www.orders.example.com"]
+    assert chain[0] == leaf and len(chain) >= 2
+    assert key_matches_certificate(key, leaf)
+    assert chain[1] == _pebble_intermediate(pebble)
+    leaf.verify_directly_issued_by(chain[1])
+    assert (tmp_path / "server.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "acme-account.key").stat().st_mode & 0o777 == 0o600
+    again = acme_cli(
+        "acme", "issue", "--directory", pebble.directory, "--domain", "orders.example.com",
+        "--out", tmp_path, "--http-01", f"127.0.0.1:{pebble.http_port}",
+        "--ca-bundle", pebble.ca_bundle,
+    )  # fmt: skip
+    assert again.code == 2 and "already exists" in again.err
+
+
+def test_ensure_obtains_keeps_and_renews(pebble: Pebble, tmp_path: Path) -> None:
+    settings = _settings(pebble, "renew.example.com")
+    now = datetime.now(UTC)
+    first = ensure_certificate(settings, tmp_path, now=now)
+    assert first.renewed and _sans(first.certificate) == ["renew.example.com"]
+    account = (tmp_path / "acme-account.key").read_bytes()
+    same = ensure_certificate(settings, tmp_path, now=now)
+    assert not same.renewed and same.certificate == first.certificate and not same.paths
+    due = renewal_time(first.certificate)
+    assert ensure_certificate(settings, tmp_path, now=due - timedelta(seconds=1)).renewed is False
+    renewed = ensure_certificate(settings, tmp_path, now=due)
+    assert renewed.renewed
+    assert renewed.certificate.serial_number != first.certificate.serial_number
+    on_disk = load_certificates((tmp_path / "server.chain.pem").read_bytes())[0]
+    assert on_disk == renewed.certificate
+    key = load_private_key((tmp_path / "server.key").read_bytes())
+    assert key_matches_certificate(key, renewed.certificate)
+    assert (tmp_path / "acme-account.key").read_bytes() == account  # one account throughout
+    # a certificate that lacks a configured name is replaced at once
+    wider = ensure_certificate(_settings(pebble, "renew.example.com", "api.example.com"),
+                               tmp_path, now=now)  # fmt: skip
+    assert wider.renewed and _sans(wider.certificate) == ["api.example.com", "renew.example.com"]
+
+
+def test_failed_challenge_is_explained(pebble: Pebble, acme_cli, tmp_path: Path) -> None:
+    # The responder listens where Pebble does not look: validation must fail.
+    result = acme_cli(
+        "acme", "issue", "--directory", pebble.directory, "--domain", "fail.example.com",
+        "--out", tmp_path, "--http-01", f"127.0.0.1:{free_port()}",
+        "--ca-bundle", pebble.ca_bundle,
+    )  # fmt: skip
+    assert result.code == 1
+    assert "error: the ACME server could not validate over HTTP-01: fail.example.com:" in result.err
+    assert "hint: each domain must resolve to this machine" in result.err
+    assert not (tmp_path / "server.crt").exists()
+
+
+def test_failed_renewal_keeps_the_old_files(pebble: Pebble, tmp_path: Path) -> None:
+    good = ensure_certificate(_settings(pebble, "keep.example.com"), tmp_path,
+                              now=datetime.now(UTC))  # fmt: skip
+    before = (tmp_path / "server.chain.pem").read_bytes()
+    broken = _settings(pebble, "keep.example.com", port=free_port())
+    with pytest.raises(AcmeError, match="could not validate"):
+        ensure_certificate(broken, tmp_path, now=renewal_time(good.certificate))
+    assert (tmp_path / "server.chain.pem").read_bytes() == before
+
+
+def test_unreachable_directory(acme_cli, tmp_path: Path) -> None:
+    result = acme_cli(
+        "acme", "issue", "--directory", f"https://127.0.0.1:{free_port()}/dir",
+        "--domain", "x.example.com", "--out", tmp_path, "--http-01", "127.0.0.1:0",
+    )  # fmt: skip
+    assert result.code == 1
+    assert "error: cannot reach the ACME directory https://127.0.0.1:" in result.err
+    assert "hint: check --directory" in result.err
+
+
+def test_untrusted_acme_server_names_ca_bundle(pebble: Pebble, tmp_path: Path) -> None:
+    settings = AcmeSettings(pebble.directory, ("x.example.com",), http01=("127.0.0.1", 0))
+    with pytest.raises(AcmeError) as info:
+        ensure_certificate(settings, tmp_path, now=datetime.now(UTC))
+    assert "cannot verify the TLS certificate" in info.value.message
+    assert "--ca-bundle" in info.value.hint
+
+
+def test_not_an_acme_directory(pebble: Pebble, tmp_path: Path) -> None:
+    settings = AcmeSettings(
+        f"{pebble.management}/roots/0", ("x.example.com",), http01=("127.0.0.1", 0),
+        ca_bundle=pebble.ca_bundle,
+    )  # fmt: skip
+    with pytest.raises(AcmeError, match="did not answer as an ACME directory"):
+        ensure_certificate(settings, tmp_path, now=datetime.now(UTC))
+
+
+def _cert(start: datetime, days: int) -> x509.Certificate:
+    """Just the validity a renewal decision reads."""
+    fake = SimpleNamespace(
+        not_valid_before_utc=start, not_valid_after_utc=start + timedelta(days=days)
+    )
+    return cast(x509.Certificate, fake)
+
+
+def test_renewal_is_due_at_two_thirds() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    cert = _cert(start, 90)
+    assert renewal_time(cert) == start + timedelta(days=60)
+    assert not renew_due(cert, start + timedelta(days=59, hours=23))
+    assert renew_due(cert, start + timedelta(days=60))
+    assert renew_due(cert, start + timedelta(days=45), fraction=0.5)
+
+
+def test_backoff_doubles_and_caps() -> None:
+    assert [backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [60, 120, 240, 480]
+    assert backoff(30) == timedelta(hours=1)

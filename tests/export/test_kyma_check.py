@@ -1,0 +1,187 @@
+"""kyma check: each known pitfall found in a fixture, and a clean set passes."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mtlskit.config import load_gateway_config, read_toml
+from mtlskit.export import (
+    KymaInputs,
+    KymaOptions,
+    check_manifests,
+    render_kyma,
+    to_yaml,
+)
+from mtlskit.export.check import CODES
+from mtlskit.pki import CertificateAuthority
+
+from .conftest import Demo
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _render(demo: Demo, server_cert: str = "acme") -> list[dict[str, Any]]:
+    config = load_gateway_config(read_toml(demo.toml), base_dir=demo.dir)
+    opts = KymaOptions("mtls.example.com", "shop", "orders", 8080, server_cert=server_cert)  # type: ignore[arg-type]
+    inputs = KymaInputs(demo.client_ca.read_bytes(), demo.cert.read_bytes(), demo.key.read_bytes())
+    return [copy.deepcopy(o) for o in render_kyma(config, opts, inputs).objects]
+
+
+def _codes(docs: list[dict[str, Any]]) -> list[str]:
+    return [f.code for f in check_manifests([(f"set.yaml#{i}", d) for i, d in enumerate(docs, 1)])]
+
+
+def _kind(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix))
+
+
+@pytest.fixture
+def clean(demo: Demo) -> list[dict[str, Any]]:
+    """The demo rendered with a Let's Encrypt (Gardener) server certificate."""
+    return _render(demo)
+
+
+@pytest.fixture
+def clean_files(demo: Demo, tmp_path: Path) -> list[dict[str, Any]]:
+    """Files mode with a server certificate from another CA, for *.mtls.example.com."""
+    other = CertificateAuthority.create(tmp_path / "server-ca", name="Server CA")
+    other.issue_server("orders.mtls.example.com", ["*.mtls.example.com"]).write(
+        demo.dir, "server", force=True
+    )
+    other.close()
+    return _render(demo, "files")
+
+
+def test_clean_sets_pass(clean, clean_files) -> None:
+    assert _codes(clean) == []
+    assert _codes(clean_files) == []
+
+
+def test_server_secret_with_ca_crt(clean_files, demo: Demo) -> None:
+    _kind(clean_files, "Secret", "certs")["data"]["ca.crt"] = _b64(demo.client_ca.read_bytes())
+    assert _codes(clean_files) == ["ca-in-server-secret"]
+    finding = check_manifests([("x", d) for d in clean_files])[0]
+    assert "istio/istio#29856" in finding.why
+    assert "kyma-mtls-certs-cacert" in finding.fix
+
+
+def test_missing_cacert(clean) -> None:
+    docs = [d for d in clean if not d["metadata"]["name"].endswith("-cacert")]
+    assert _codes(docs) == ["missing-cacert"]
+    moved = _kind(clean, "Secret", "-cacert")
+    moved["metadata"]["namespace"] = "shop"  # Istio reads it from the gateway's namespace only
+    findings = check_manifests([("x", d) for d in clean])
+    assert [f.code for f in findings] == ["missing-cacert"]
+    assert "there is one in shop" in findings[0].what
+
+
+def test_cacert_that_is_not_a_ca(clean, ca: CertificateAuthority) -> None:
+    secret = _kind(clean, "Secret", "-cacert")
+    secret["data"]["cacert"] = _b64(ca.issue_client("alice").cert_pem())
+    assert _codes(clean) == ["cacert-not-ca"]
+    secret["data"] = {"cacert": _b64(b"not a certificate")}
+    assert _codes(clean) == ["cacert-not-ca"]
+
+
+def _ca_with_server_auth() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Everything CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_client_ca_with_server_auth(clean) -> None:
+    _kind(clean, "Secret", "-cacert")["data"]["cacert"] = _b64(_ca_with_server_auth())
+    assert _codes(clean) == ["client-ca-serverauth"]
+
+
+def test_client_ca_that_issued_the_server_certificate(demo: Demo) -> None:
+    # the demo's localhost certificate comes from the client CA; rendered for a matching host
+    docs = _render(demo, "files")
+    codes = _codes(docs)
+    assert "client-ca-serverauth" in codes
+    assert set(codes) == {"client-ca-serverauth", "host-not-covered"}
+
+
+def test_gateway_host_not_covered(clean) -> None:
+    _kind(clean, "Certificate")["spec"]["commonName"] = "*.other.example.com"
+    findings = check_manifests([("x", d) for d in clean])
+    assert [f.code for f in findings] == ["host-not-covered", "host-not-covered"]
+    assert {f.obj.split()[0] for f in findings} == {"Gateway", "APIRule"}
+
+
+def test_gateway_any_host_is_never_covered(clean) -> None:
+    _kind(clean, "Gateway")["spec"]["servers"][0]["hosts"] = ["*"]
+    assert "host-not-covered" in _codes(clean)
+
+
+@pytest.mark.parametrize(
+    ("path", "suggestion"),
+    [("/orders/*", "/orders/{**}"), ("/*", "/{**}"), ("/a/*/b", "/a/{*}/b"), ("/.*", "/{**}")],
+)
+def test_old_path_syntax(clean, path: str, suggestion: str) -> None:
+    _kind(clean, "APIRule")["spec"]["rules"][0]["path"] = path
+    findings = check_manifests([("x", d) for d in clean])
+    assert [f.code for f in findings] == ["old-path-syntax"]
+    assert repr(suggestion) in findings[0].fix
+
+
+def test_new_path_syntax_passes(clean) -> None:
+    for path in ("/{**}", "/orders/{*}/items/{**}", "/healthz"):
+        _kind(clean, "APIRule")["spec"]["rules"][0]["path"] = path
+        assert _codes(clean) == []
+
+
+def test_every_code_has_a_test() -> None:
+    tested = Path(__file__).read_text()
+    assert all(f'"{code}"' in tested for code in CODES)
+
+
+def test_cli_check(clean, kyma_cli, tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(to_yaml(clean))
+    result = kyma_cli("kyma", "check", good)
+    assert result.code == 0 and result.out.startswith("ok: no known pitfall in 5 object(s)")
+    _kind(clean, "APIRule")["spec"]["rules"][0]["path"] = "/orders/*"
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    for i, doc in enumerate(clean):
+        (folder / f"{i}.yaml").write_text(yaml.safe_dump(doc))
+    result = kyma_cli("kyma", "check", folder)
+    assert result.code == 1
+    assert "[old-path-syntax]" in result.out and "  why: " in result.out
+    assert "  fix: write '/orders/{**}'" in result.out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [")
+    result = kyma_cli("kyma", "check", bad)
+    assert result.code == 2 and "not valid YAML" in result.err
