@@ -15,6 +15,7 @@ from mtlskit.durations import parse_duration
 from mtlskit.errors import ConfigError
 
 __all__ = [
+    "AcmeConfig",
     "GatewayConfig",
     "LimitsConfig",
     "PolicyConfig",
@@ -47,6 +48,22 @@ class UpstreamAddress:
 
 
 @dataclass(frozen=True, slots=True)
+class AcmeConfig:
+    """[tls] acme = {...}: get and renew the server certificate from an ACME CA.
+
+    The certificate and key live in `dir` as server.chain.pem and server.key; tls.cert and
+    tls.key point there and must not be set by hand.
+    """
+
+    directory: str
+    domains: tuple[str, ...]
+    dir: Path
+    email: str | None = None
+    http01: tuple[str, int] = ("0.0.0.0", 80)  # noqa: S104 - the CA connects from outside
+    ca_bundle: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TLSConfig:
     """[tls]: the server's chain and key, the client CA, CRLs, protocol floor."""
 
@@ -57,6 +74,7 @@ class TLSConfig:
     min_version: Literal["1.2", "1.3"] = "1.2"
     # OpenSSL sends 2 TLS 1.3 tickets per full handshake by default; resumption needs them.
     session_tickets: int = 2
+    acme: AcmeConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +150,7 @@ _SECTIONS: dict[str, dict[str, str]] = {
         "crl": "paths",
         "min_version": "min_version",
         "session_tickets": "int",
+        "acme": "acme",
     },
     "policy": {
         "allow_all": "bool",
@@ -148,8 +167,9 @@ def reference_keys() -> list[str]:
     """Every config key as a dotted path (the docs are tested against this list)."""
     keys = list(_TOP)
     for section, spec in _SECTIONS.items():
-        keys.extend(f"{section}.{name}" for name in spec)
+        keys.extend(f"{section}.{name}" for name, kind in spec.items() if kind != "acme")
     keys.append("headers.<NAME>")
+    keys.extend(f"tls.acme.{name}" for name in _ACME_KEYS)
     return sorted(keys)
 
 
@@ -193,6 +213,8 @@ def _value(kind: str, raw: Any, dotted: str, base: Path) -> Any:
     def bad(expected: str) -> ConfigError:
         return ConfigError(f"{_where(dotted)} must be {expected}, not {raw!r}", "")
 
+    if kind == "acme":
+        return _acme(raw, base)
     if kind == "bool":
         if not isinstance(raw, bool):
             raise bad("true or false")
@@ -245,6 +267,41 @@ def _value(kind: str, raw: Any, dotted: str, base: Path) -> Any:
     raise AssertionError(kind)  # pragma: no cover
 
 
+_ACME_KEYS = {
+    "directory": "str",
+    "domains": "strs",
+    "dir": "path",
+    "email": "str",
+    "http01": "address",
+    "ca_bundle": "path",
+}
+
+
+def _acme(raw: Any, base: Path) -> AcmeConfig:
+    table = _section(raw, "tls.acme")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in _ACME_KEYS:
+            raise ConfigError(
+                f"unknown key 'tls.acme.{key}'", f"known keys: {', '.join(_ACME_KEYS)}"
+            )
+        kind = _ACME_KEYS[key]
+        if kind == "str":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"'tls.acme.{key}' must be a string", "")
+            values[key] = value
+        else:
+            values[key] = _value(kind, value, f"tls.acme.{key}", base)
+    for required in ("directory", "domains", "dir"):
+        if required not in values:
+            raise ConfigError(
+                f"'tls.acme.{required}' is not set",
+                "tls.acme needs directory (the ACME URL), domains and dir (where to keep "
+                "the certificate)",
+            )
+    return AcmeConfig(**values)
+
+
 def _section(raw: Any, name: str) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"'{name}' must be a table ([{name}])", "")
@@ -290,6 +347,15 @@ def load_gateway_config(data: Mapping[str, Any], *, base_dir: Path | None = None
             raise ConfigError(
                 f"'{required}' is not set", f"pass --{required} or set it in the file"
             )
+    acme: AcmeConfig | None = sections["tls"].get("acme")
+    if acme is not None:
+        if "cert" in sections["tls"] or "key" in sections["tls"]:
+            raise ConfigError(
+                "tls.cert/tls.key and tls.acme are both set",
+                f"with tls.acme the certificate lives in {acme.dir}; remove tls.cert and tls.key",
+            )
+        sections["tls"]["cert"] = acme.dir / "server.chain.pem"
+        sections["tls"]["key"] = acme.dir / "server.key"
     for required in ("cert", "key", "client_ca"):
         if required not in sections["tls"]:
             flag = "--" + required.replace("_", "-")

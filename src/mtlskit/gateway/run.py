@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mtlskit.config import GatewayConfig
+from mtlskit.gateway.acme import obtain_at_start, renew_forever
 from mtlskit.gateway.logs import EventLog
 
 __all__ = ["run_gateway_process"]
@@ -30,13 +31,15 @@ def _new_loop(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
-async def _serve_one(config: GatewayConfig, *, reuse_port: bool, status: bool) -> None:
+async def _serve_one(
+    config: GatewayConfig, *, reuse_port: bool, status: bool, manage_acme: bool = True
+) -> None:
     from mtlskit.gateway.metrics import Metrics
     from mtlskit.gateway.server import Gateway, bind_listener
     from mtlskit.gateway.status import StatusServer
 
     log = EventLog(fmt=config.log_format)
-    gateway = Gateway(config, metrics=Metrics(), log=log)
+    gateway = Gateway(config, metrics=Metrics(), log=log, manage_acme=manage_acme)
     host, port = config.listen
     await gateway.start(bind_listener(host, port, reuse_port=reuse_port))
     status_server = None
@@ -58,7 +61,7 @@ async def _serve_one(config: GatewayConfig, *, reuse_port: bool, status: bool) -
 
 def _worker_main(config: GatewayConfig) -> None:
     with asyncio.Runner(loop_factory=_new_loop(config.uvloop)) as runner:
-        runner.run(_serve_one(config, reuse_port=True, status=False))
+        runner.run(_serve_one(config, reuse_port=True, status=False, manage_acme=False))
 
 
 def run_gateway_process(config: GatewayConfig) -> int:
@@ -82,6 +85,8 @@ def _supervise(config: GatewayConfig) -> int:
     # so even another SO_REUSEPORT group on the port is noticed).
     from datetime import UTC, datetime
 
+    if config.tls.acme is not None:
+        obtain_at_start(config.tls.acme, log)
     load_state(config, datetime.now(UTC))
     probe = bind_listener(*config.listen)
     port = probe.getsockname()[1]
@@ -126,6 +131,8 @@ def _supervise(config: GatewayConfig) -> int:
                     os.kill(worker.pid, signal.SIGHUP)
 
         loop.add_signal_handler(signal.SIGHUP, forward_hup)
+        if config.tls.acme is not None:  # one renewer; workers follow the files
+            renewal = asyncio.create_task(renew_forever(config.tls.acme, log, forward_hup))
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1):
@@ -139,6 +146,8 @@ def _supervise(config: GatewayConfig) -> int:
                     )
                     time.sleep(0.2)
                     workers[i] = spawn()
+        if config.tls.acme is not None:
+            renewal.cancel()
         for worker in workers:
             if worker.pid:
                 with contextlib.suppress(ProcessLookupError):

@@ -10,6 +10,7 @@ from typing import Any
 
 from mtlskit.config import GatewayConfig
 from mtlskit.errors import ConfigError, MtlsKitError
+from mtlskit.gateway.acme import obtain_at_start, renew_forever
 from mtlskit.gateway.connection import Connection
 from mtlskit.gateway.handshake import classify_handshake_error
 from mtlskit.gateway.http import HTTPConnection
@@ -59,12 +60,22 @@ class Gateway:
     """
 
     def __init__(
-        self, config: GatewayConfig, *, metrics: Metrics | None = None, log: EventLog | None = None
+        self,
+        config: GatewayConfig,
+        *,
+        metrics: Metrics | None = None,
+        log: EventLog | None = None,
+        manage_acme: bool = True,
     ) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
         self.log = log or EventLog(fmt=config.log_format)
         self.loop = asyncio.get_running_loop()
+        # With [tls] acme, this gateway gets and renews the certificate itself (a worker
+        # under a supervisor leaves that to the supervisor and follows the files).
+        self._manage_acme = manage_acme and config.tls.acme is not None
+        if self._manage_acme and config.tls.acme is not None:
+            obtain_at_start(config.tls.acme, self.log)
         self.state: GatewayState = load_state(config, datetime.now(UTC))
         self.connections: set[Connection] = set()
         self.handshaking = 0
@@ -91,6 +102,9 @@ class Gateway:
         self._tasks.append(self.loop.create_task(self._sweep()))
         if self.config.reload_interval.total_seconds() > 0:
             self._tasks.append(self.loop.create_task(self._watch()))
+        if self._manage_acme and self.config.tls.acme is not None:
+            renew = renew_forever(self.config.tls.acme, self.log, lambda: self.reload("acme"))
+            self._tasks.append(self.loop.create_task(renew))
         self.ready = True
         host, port = self.address
         self.log.event(
