@@ -186,6 +186,20 @@ def test_client_from_another_ca_is_unknown_ca_and_preflight_says_why(
     assert data["failed_step"] == 7
 
 
+def test_client_sending_only_its_leaf_is_told_to_send_the_chain(
+    certs: dict[str, Path], probe_json: Any
+) -> None:
+    with _server(certs) as port:
+        code, data = probe_json(
+            f"127.0.0.1:{port}", "--ca", certs["root.crt"], "--servername", "localhost",
+            "--cert", certs["alice.crt"], "--key", certs["alice.key"],
+        )  # fmt: skip
+    assert code == 1 and data["code"] == "client_cert_unknown_ca", data
+    assert data["preflight"]["intermediate_included"] is False
+    assert "was not sent with the leaf" in data["preflight"]["problems"][0]
+    assert "NAME.chain.pem" in data["explanation"]
+
+
 def test_no_ca_names_server_leaves_the_preflight_unknown(
     certs: dict[str, Path], probe_json: Any
 ) -> None:

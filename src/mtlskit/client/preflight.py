@@ -131,9 +131,12 @@ def preflight(
                 f"server accepts ({'; '.join(sorted(texts))})",
             )
     if not included:
-        problems.append(
+        # First: without its intermediate the chain cannot reach any CA the server names,
+        # so this is the cause to fix before judging the names.
+        problems.insert(
+            0,
             f"the issuer {display_name(leaf.issuer)} was not sent with the leaf; unless it "
-            "is a root the server holds, send leaf + intermediate (NAME.chain.pem)"
+            "is a root the server holds, send leaf + intermediate (NAME.chain.pem)",
         )
     return Preflight(
         certificate=display_name(leaf),

@@ -403,7 +403,7 @@ def walk(events: Sequence[Event], obs: Observation) -> Trace:
     failure = FAILURES[code]
     steps = _steps(_Seen(events), obs, code, detail)
     explanation = failure.meaning + (f": {detail}" if detail else "")
-    if code == "client_cert_bad" and obs.preflight_cause:
+    if code in ("client_cert_bad", "client_cert_unknown_ca") and obs.preflight_cause:
         explanation += f"; most likely: {obs.preflight_cause}"
     tls13 = _tls13(_Seen(events), obs)
     return Trace(
