@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import ssl
-import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from cryptography import x509
@@ -21,32 +20,15 @@ from mtlskit.acmeclient import (
     renew_due,
     renewal_time,
 )
-from mtlskit.errors import MtlsKitError
 from mtlskit.pki.pem import key_matches_certificate, load_certificates, load_private_key
-from tests.export.conftest import Result, command_parser
 
 from .conftest import Pebble, free_port
 
 
 @pytest.fixture
-def acme_cli(capsys: pytest.CaptureFixture[str]):
-    """Run `mtlskit acme ...` in-process, with main()'s error handling."""
-    from mtlskit.cli import acme
-
-    def run(*argv: str | Path) -> Result:
-        capsys.readouterr()
-        try:
-            args = command_parser(acme).parse_args([str(a) for a in argv])
-            code = int(args.handler(args))
-        except MtlsKitError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            if exc.hint:
-                print(f"hint: {exc.hint}", file=sys.stderr)
-            code = exc.exit_code
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+def acme_cli(run_cli: Any) -> Any:
+    """Run `mtlskit ...` in-process (the shared runner: the acme group is registered)."""
+    return run_cli
 
 
 def _settings(pebble: Pebble, *domains: str, port: int | None = None) -> AcmeSettings:

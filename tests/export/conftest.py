@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mtlskit.errors import MtlsKitError
 from mtlskit.pki import CertificateAuthority
 
 DEMO_HEADERS = {
@@ -71,48 +69,7 @@ def demo(ca: CertificateAuthority, tmp_path: Path) -> Demo:
     )
 
 
-@dataclass
-class Result:
-    """What one in-process `mtlskit` run printed and returned."""
-
-    code: int
-    out: str
-    err: str
-
-
-def command_parser(*modules: object) -> argparse.ArgumentParser:
-    """The real `mtlskit` parser when it already registers these groups, else a small one."""
-    from mtlskit.cli import Parser, build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    names = {getattr(m, "__name__", "").rsplit(".", 1)[-1] for m in modules}
-    if names <= set(sub.choices):
-        return parser
-    small = Parser(prog="mtlskit")
-    groups = small.add_subparsers(dest="group", metavar="COMMAND", parser_class=Parser)
-    groups.required = True
-    for module in modules:
-        module.register(groups)  # type: ignore[attr-defined]
-    return small
-
-
 @pytest.fixture
-def kyma_cli(capsys: pytest.CaptureFixture[str]):
-    """Run `mtlskit kyma ...` in-process, with main()'s error handling."""
-    from mtlskit.cli import kyma
-
-    def run(*argv: str | Path) -> Result:
-        capsys.readouterr()
-        try:
-            args = command_parser(kyma).parse_args([str(a) for a in argv])
-            code = int(args.handler(args))
-        except MtlsKitError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            if exc.hint:
-                print(f"hint: {exc.hint}", file=sys.stderr)
-            code = exc.exit_code
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+def kyma_cli(run_cli: Any) -> Any:
+    """Run `mtlskit ...` in-process (the shared runner: the kyma group is registered)."""
+    return run_cli
