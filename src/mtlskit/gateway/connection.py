@@ -64,7 +64,6 @@ class Connection(asyncio.Protocol):
         self.upstream: UpstreamProtocol | None = None
         self.pending: list[bytes] | None = None  # bytes for the upstream while it connects
         self.closing = False
-        self.lost = False
         self.last_activity = self.loop.time()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -82,7 +81,6 @@ class Connection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
         self.closing = True
         if self.transport is not None:
             self.gateway.connection_closed(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import ssl
 from datetime import UTC, datetime
@@ -289,9 +290,7 @@ class Gateway:
 
 
 def _restamped(state: GatewayState, stamps: Any) -> GatewayState:
-    from dataclasses import replace
-
-    return replace(state, stamps=stamps)
+    return dataclasses.replace(state, stamps=stamps)
 
 
 def _client(peer: Any) -> str:
