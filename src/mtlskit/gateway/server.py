@@ -19,8 +19,7 @@ from mtlskit.gateway.logs import EventLog
 from mtlskit.gateway.metrics import Metrics
 from mtlskit.gateway.state import GatewayState, file_stamps, load_state, watched_files
 from mtlskit.gateway.tcp import TCPConnection
-from mtlskit.gateway.tls import ServerTLSProtocol
-from mtlskit.identity import PeerIdentity
+from mtlskit.gateway.tls import READ_SIZE, ServerTLSProtocol
 
 __all__ = ["Gateway", "bind_listener"]
 
@@ -84,6 +83,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_class = HTTPConnection if config.mode == "http" else TCPConnection
         self._handshake_timeout = config.limits.handshake_timeout.total_seconds()
+        self._read_buffer = bytearray(READ_SIZE)
         self.ready = False
         self._export_expiry()
         if self.state.tls.ca_names_note:
@@ -153,6 +153,7 @@ class Gateway:
             state.tls.context,
             handshake_timeout=self._handshake_timeout,
             on_failure=self._handshake_failed,
+            read_buffer=self._read_buffer,
         )
 
     def _handshake_failed(self, peer: Any, exc: BaseException) -> None:
@@ -178,7 +179,7 @@ class Gateway:
         if not der:  # cannot happen with CERT_REQUIRED; fail closed anyway
             transport.abort()
             return
-        identity = PeerIdentity.from_der(der, _unverified_chain(ssl_object))
+        identity = conn.state.identity_of(der, _unverified_chain(ssl_object))
         decision = conn.state.decide(identity, datetime.now(UTC))
         self.connections.add(conn)
         self.metrics.connections_open.inc()

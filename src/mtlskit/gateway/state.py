@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -11,7 +11,12 @@ from cryptography import x509
 
 from mtlskit.config import GatewayConfig
 from mtlskit.errors import ConfigError, TLSConfigError
-from mtlskit.identity import IdentityHeaders, PeerIdentity, build_identity_block
+from mtlskit.identity import (
+    IdentityHeaderError,
+    IdentityHeaders,
+    PeerIdentity,
+    build_identity_block,
+)
 from mtlskit.pki.files import read_file
 from mtlskit.pki.pem import load_crl
 from mtlskit.policy import AccessPolicy, CompiledPolicy, Decision, compile_policy, evaluate
@@ -21,6 +26,7 @@ from mtlskit.trust import RevocationList, load_crl_set
 __all__ = ["FileStamp", "GatewayState", "file_stamps", "load_state"]
 
 FileStamp = tuple[str, int, int, int]  # path, mtime_ns, size, inode
+_CACHE_SIZE = 4096
 
 
 def file_stamps(paths: list[Path]) -> tuple[FileStamp, ...]:
@@ -56,6 +62,22 @@ class GatewayState:
     stamps: tuple[FileStamp, ...]
     loaded_at: datetime
     compiled: CompiledPolicy
+    # Clients reconnect with the same certificate: parse it and build its header block
+    # once per state, not once per connection (bounded; cleared when full).
+    _identities: dict[bytes, PeerIdentity] = field(default_factory=dict, repr=False)
+    _blocks: dict[PeerIdentity, bytes | IdentityHeaderError] = field(
+        default_factory=dict, repr=False
+    )
+
+    def identity_of(self, leaf_der: bytes, chain: tuple[bytes, ...]) -> PeerIdentity:
+        """The client's identity, parsed once per certificate (and chain) per state."""
+        key = leaf_der + b"".join(chain)
+        identity = self._identities.get(key)
+        if identity is None:
+            if len(self._identities) >= _CACHE_SIZE:
+                self._identities.clear()
+            identity = self._identities[key] = PeerIdentity.from_der(leaf_der, chain)
+        return identity
 
     @property
     def stripped_headers(self) -> frozenset[bytes]:
@@ -63,8 +85,23 @@ class GatewayState:
         return self.identity_config.stripped_names
 
     def identity_block(self, identity: PeerIdentity) -> bytes:
-        """The header lines added to every request of a connection (built once)."""
-        return build_identity_block(identity, self.identity_config)
+        """The header lines added to every request of a connection (built once per identity).
+
+        Raises:
+            IdentityHeaderError: a certificate value cannot travel in a header.
+        """
+        block = self._blocks.get(identity)
+        if block is None:
+            if len(self._blocks) >= _CACHE_SIZE:
+                self._blocks.clear()
+            try:
+                block = build_identity_block(identity, self.identity_config)
+            except IdentityHeaderError as exc:
+                block = exc
+            self._blocks[identity] = block
+        if isinstance(block, IdentityHeaderError):
+            raise block
+        return block
 
     def decide(self, identity: PeerIdentity, now: datetime) -> Decision:
         """Revocation first, then the allow rules; fails closed."""
