@@ -62,10 +62,6 @@ class _ResponseWatcher:
         except httptools.HttpParserError:
             self.conn.response_unparsable()
 
-    def on_message_begin(self) -> None:
-        self.body_bytes = 0
-        self.conn.in_response = True
-
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
 
@@ -79,7 +75,8 @@ class _ResponseWatcher:
             self.conn.response_done(status, 0)
 
     def on_message_complete(self) -> None:
-        self.conn.response_done(self.parser.get_status_code(), self.body_bytes)
+        size, self.body_bytes = self.body_bytes, 0
+        self.conn.response_done(self.parser.get_status_code(), size)
 
 
 class _QuietWatcher(_ResponseWatcher):
@@ -221,8 +218,9 @@ class HTTPConnection(Connection):
         if transport is None:
             return
         transport.write(data)
-        if self.requests:
+        if self.requests:  # an answer is under way: it may not be cut by a 504 reply
             self.awaiting_since = self.loop.time()
+            self.in_response = True
         if self.watcher is not None:
             self.watcher.feed(data)
 

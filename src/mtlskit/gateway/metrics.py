@@ -74,20 +74,27 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
-        self._status: dict[int, Counter] = {}
         self._handshake_ok = self.handshakes.labels("ok")
+        # Responses are counted in a plain dict on the hot path and folded into the
+        # Prometheus counter by flush() (the gateway's sweeper, every 0.5 s, and render()).
+        self._responses: dict[int, int] = {}
 
     def handshake_ok(self) -> None:
         """Count one successful handshake."""
         self._handshake_ok.inc()
 
     def response(self, status: int) -> None:
-        """Count one relayed response (children cached: this runs per request)."""
-        child = self._status.get(status)
-        if child is None:
-            child = self._status[status] = self.requests.labels(str(status))
-        child.inc()
+        """Count one relayed response (runs per request: a dict increment)."""
+        counts = self._responses
+        counts[status] = counts.get(status, 0) + 1
+
+    def flush(self) -> None:
+        """Move the per-request counts into the Prometheus counters."""
+        counts, self._responses = self._responses, {}
+        for status, count in counts.items():
+            self.requests.labels(str(status)).inc(count)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
+        self.flush()
         return generate_latest(self.registry)

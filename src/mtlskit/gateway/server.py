@@ -136,6 +136,7 @@ class Gateway:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
+        self.metrics.flush()
         self.log.event("stopped", "gateway stopped")
 
     # -- connections -----------------------------------------------------------------------
@@ -247,6 +248,7 @@ class Gateway:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(0.5)
+            self.metrics.flush()
             now = self.loop.time()
             for conn in list(self.connections):
                 if not conn.closing:
