@@ -221,3 +221,60 @@ def test_unix_socket_upstream(pki: PKI, tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _tls(pki: PKI, port: int) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", port))
+    return client_context(pki, "alice").wrap_socket(raw, server_hostname="localhost")
+
+
+def test_slow_request_head_gets_408_and_idle_connections_are_closed(
+    pki: PKI, echo: EchoServer
+) -> None:
+    limits = {"header_timeout": "1s", "idle_timeout": "1s"}
+    with running_gateway(gateway_config(pki, echo.url, limits=limits)) as gw:
+        with _tls(pki, gw.port) as tls:
+            tls.settimeout(10)
+            tls.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+            answer = tls.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 408")
+        with _tls(pki, gw.port) as tls:
+            tls.settimeout(10)
+            tls.sendall(b"GET /once HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert tls.recv(4096).startswith(b"HTTP/1.1 200")
+            deadline = time.monotonic() + 10
+            closed = False
+            while time.monotonic() < deadline and not closed:  # then nothing: idle
+                closed = tls.recv(4096) == b""
+            assert closed
+
+
+def test_connection_limit_refuses_before_tls(pki: PKI, echo: EchoServer) -> None:
+    with running_gateway(gateway_config(pki, echo.url, limits={"max_connections": 2})) as gw:
+        held = [_tls(pki, gw.port), _tls(pki, gw.port)]
+        try:
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                _tls(pki, gw.port).close()
+            assert gw.gateway.metrics.handshakes.labels("over_limit")._value.get() >= 1
+        finally:
+            for tls in held:
+                tls.close()
+
+
+def test_old_tls_versions_are_refused(pki: PKI, echo: EchoServer) -> None:
+    from tests.integration.peers import openssl
+
+    with running_gateway(gateway_config(pki, echo.url)) as gw:
+        r = openssl(
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{gw.port}",
+            "-tls1_1",
+            "-cert",
+            pki["alice.chain.pem"],
+            "-key",
+            pki["alice.key"],
+            stdin="",
+        )
+        assert r.returncode != 0
+        assert "code=tls_version" in gw.wait_for_log("handshake_failed")

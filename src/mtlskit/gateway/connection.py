@@ -73,10 +73,6 @@ class Connection(asyncio.Protocol):
         self.client_ip = str(peer[0]) if isinstance(peer, tuple) else "unix"
         self.gateway.verified(self, transport)  # type: ignore[arg-type]
 
-    def data_received(self, data: bytes) -> None:
-        self.last_activity = self.loop.time()
-        self.on_data(data)
-
     def eof_received(self) -> bool:
         return False
 
@@ -168,10 +164,6 @@ class Connection(asyncio.Protocol):
     # -- for subclasses --------------------------------------------------------------------
     def on_begin(self) -> None:
         """Called once the connection is verified."""
-
-    def on_data(self, data: bytes) -> None:
-        """Bytes from the client."""
-        raise NotImplementedError
 
     def from_upstream(self, data: bytes) -> None:
         """Bytes from the workload."""

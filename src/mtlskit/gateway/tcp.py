@@ -20,7 +20,8 @@ class TCPConnection(Connection):
         self.connect_upstream()
         self.gateway.access(self, b"TCP", b"-", 0, 0, 0.0, note="connected")
 
-    def on_data(self, data: bytes) -> None:
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
         self.send_upstream(data)
 
     def from_upstream(self, data: bytes) -> None:
