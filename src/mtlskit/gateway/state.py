@@ -62,6 +62,7 @@ class GatewayState:
     stamps: tuple[FileStamp, ...]
     loaded_at: datetime
     compiled: CompiledPolicy
+    crl_issuers: tuple[str, ...] = ()  # each CRL's issuer, as PeerIdentity.issuer spells it
     # Clients reconnect with the same certificate: parse it and build its header block
     # once per state, not once per connection (bounded; cleared when full).
     _identities: dict[bytes, PeerIdentity] = field(default_factory=dict, repr=False)
@@ -105,8 +106,8 @@ class GatewayState:
 
     def decide(self, identity: PeerIdentity, now: datetime) -> Decision:
         """Revocation first, then the allow rules; fails closed."""
-        for crl in self.crls:
-            if crl.issuer.rfc4514_string() != identity.issuer:
+        for crl, issuer in zip(self.crls, self.crl_issuers, strict=True):
+            if issuer != identity.issuer:
                 continue
             if crl.next_update is not None and now > crl.next_update:
                 return Decision(False, "crl_stale", "the CRL for your CA is out of date")
@@ -175,11 +176,13 @@ def load_state(config: GatewayConfig, now: datetime) -> GatewayState:
         allow_dns=config.policy.allow_dns,
         allow_uri=config.policy.allow_uri,
     )
+    crls = _load_crls(config, tls, now)
     return GatewayState(
         tls=tls,
         policy=policy,
         identity_config=identity_config,
-        crls=_load_crls(config, tls, now),
+        crls=crls,
+        crl_issuers=tuple(crl.issuer.rfc4514_string() for crl in crls),
         stamps=stamps,
         loaded_at=now,
         compiled=compile_policy(policy),
