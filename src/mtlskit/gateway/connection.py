@@ -12,6 +12,7 @@ from mtlskit.policy import Decision
 if TYPE_CHECKING:
     from mtlskit.gateway.server import Gateway
     from mtlskit.gateway.state import GatewayState
+    from mtlskit.gateway.tls import ServerTLSProtocol
 
 __all__ = ["Connection", "UpstreamProtocol"]
 
@@ -59,6 +60,9 @@ class Connection(asyncio.Protocol):
         self.state = state
         self.client_ip = "-"
         self.transport: asyncio.Transport | None = None
+        # The TLS layer under this connection: its send() is the app transport's write
+        # without the per-call checks (set by the gateway before the handshake).
+        self.tls: ServerTLSProtocol | None = None
         self.identity: PeerIdentity | None = None
         self.decision: Decision | None = None
         self.upstream: UpstreamProtocol | None = None
@@ -97,6 +101,7 @@ class Connection(asyncio.Protocol):
     ) -> None:
         """Start serving after a successful handshake and policy decision."""
         self.transport = transport
+        self.write = self.tls.send if self.tls is not None else transport.write
         self.identity = identity
         self.decision = decision
         self.last_activity = self.loop.time()

@@ -217,10 +217,9 @@ class HTTPConnection(Connection):
 
     # -- upstream -> client ----------------------------------------------------------------
     def from_upstream(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is None:
+        if self.transport is None:
             return
-        transport.write(data)
+        self.write(data)
         if self.requests:  # an answer is under way: it may not be cut by a 504 reply
             self.awaiting_since = self.loop.time()
             self.in_response = True

@@ -148,14 +148,16 @@ class Gateway:
             return _Refuse()
         self.handshaking += 1
         state = self.state  # the state this connection keeps, even across reloads
-        return ServerTLSProtocol(
+        conn = self._conn_class(self, state)
+        conn.tls = ServerTLSProtocol(
             self.loop,
-            self._conn_class(self, state),
+            conn,
             state.tls.context,
             handshake_timeout=self._handshake_timeout,
             on_failure=self._handshake_failed,
             read_buffer=self._read_buffer,
         )
+        return conn.tls
 
     def _handshake_failed(self, peer: Any, exc: BaseException) -> None:
         self.handshaking -= 1

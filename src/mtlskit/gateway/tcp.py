@@ -27,4 +27,4 @@ class TCPConnection(Connection):
     def from_upstream(self, data: bytes) -> None:
         if self.transport is not None:
             self.last_activity = self.loop.time()
-            self.transport.write(data)
+            self.write(data)

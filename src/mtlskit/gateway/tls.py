@@ -154,6 +154,33 @@ class ServerTLSProtocol(sslproto.SSLProtocol):
             inner._call_eof_received()
             inner._start_shutdown()
 
+    def buffer_updated(self, nbytes: int) -> None:
+        # Steady state (connection up, app reading, nothing queued): decrypt and deliver
+        # without asyncio's state dispatch and its outgoing/app-writing checks, which
+        # only matter while a handshake, a shutdown or a backlog is in progress.
+        inner: Any = self
+        if (
+            inner._state is not sslproto.SSLProtocolState.WRAPPED
+            or inner._app_reading_paused
+            or inner._write_backlog
+        ):
+            super().buffer_updated(nbytes)
+            return
+        inner._incoming.write(inner._ssl_buffer_view[:nbytes])
+        try:
+            self._do_read__copied()
+            outgoing = inner._outgoing
+            if outgoing.pending and inner._transport is not None:
+                inner._transport.write(outgoing.read())  # e.g. a TLS 1.3 KeyUpdate reply
+            inner._control_ssl_reading()
+        except Exception as exc:
+            inner._fatal_error(exc, "Fatal error on SSL protocol")
+
+    def send(self, data: bytes) -> None:
+        """Write application data (the app transport's write, minus its checks)."""
+        if data:
+            self._write_appdata((data,))
+
     def _write_appdata(self, list_of_data: Any) -> None:
         # The common case (connection up, nothing queued, socket not pushing back):
         # encrypt straight into the outgoing BIO and hand the records to the transport,
