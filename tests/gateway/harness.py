@@ -136,3 +136,13 @@ def client_context(pki: PKI, name: str | None = "alice", *, chain: bool = True) 
         cert = pki[f"{name}.chain.pem"] if chain else pki[f"{name}.crt"]
         ctx.load_cert_chain(cert, pki[f"{name}.key"])
     return ctx
+
+
+def curl_as(pki: PKI, name: str | None, url: str, *extra: str) -> Any:
+    """curl trusting our root, presenting NAME's chain and key (or no certificate)."""
+    from tests.integration.peers import curl
+
+    args: list[str | Path] = ["--cacert", pki["root.crt"]]
+    if name is not None:
+        args += ["--cert", pki[f"{name}.chain.pem"], "--key", pki[f"{name}.key"]]
+    return curl(*args, *extra, url)

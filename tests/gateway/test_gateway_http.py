@@ -16,15 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from mtlskit.echo import EchoServer
-from tests.gateway.harness import PKI, client_context, gateway_config, running_gateway
+from tests.gateway.harness import PKI, client_context, curl_as, gateway_config, running_gateway
 from tests.integration.peers import curl, openssl
-
-
-def _curl_as(pki: PKI, name: str | None, url: str, *extra: str):
-    args: list[str | Path] = ["--cacert", pki["root.crt"]]
-    if name is not None:
-        args += ["--cert", pki[f"{name}.chain.pem"], "--key", pki[f"{name}.key"]]
-    return curl(*args, *extra, url)
 
 
 def _headers(answer: dict[str, Any]) -> dict[str, list[str]]:
@@ -47,7 +40,7 @@ def test_curl_gets_the_answer_and_the_workload_learns_who_called(
         },
     )
     with running_gateway(config) as gw:
-        r = _curl_as(
+        r = curl_as(
             pki,
             "alice",
             gw.url + "/hello?x=1",
@@ -149,16 +142,16 @@ def test_revoked_certificate_is_refused(pki: PKI, echo: EchoServer) -> None:
         tls={"client_ca": str(pki["clients-ca.pem"]), "crl": [str(pki["crl.pem"])]},
     )
     with running_gateway(config) as gw:
-        r = _curl_as(pki, "revoked", gw.url + "/")
+        r = curl_as(pki, "revoked", gw.url + "/")
         assert "403" in r.stdout and "revoked" in r.stdout
         assert "deny(revoked)" in gw.wait_for_log("ACCESS")
-        ok = _curl_as(pki, "alice", gw.url + "/")
+        ok = curl_as(pki, "alice", gw.url + "/")
         assert ok.returncode == 0 and json.loads(ok.stdout)["path"] == "/"
 
 
 def test_no_matching_rule_gets_403_with_the_reason(pki: PKI, echo: EchoServer) -> None:
     with running_gateway(gateway_config(pki, echo.url)) as gw:
-        r = _curl_as(pki, "carol", gw.url + "/private", "-i")
+        r = curl_as(pki, "carol", gw.url + "/private", "-i")
         assert r.stdout.startswith("HTTP/1.1 403")
         assert "no allow rule matched" in r.stdout
         assert "alice" not in r.stdout  # names nobody else
@@ -216,19 +209,19 @@ def test_upstream_down_is_502_and_slow_is_504(pki: PKI) -> None:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     with running_gateway(gateway_config(pki, f"http://127.0.0.1:{dead}")) as gw:
-        r = _curl_as(pki, "alice", gw.url + "/", "-i")
+        r = curl_as(pki, "alice", gw.url + "/", "-i")
         assert r.stdout.startswith("HTTP/1.1 502")
     with (
         EchoServer() as slow,
         running_gateway(gateway_config(pki, slow.url, limits={"upstream_timeout": "1s"})) as gw,
     ):
-        r = _curl_as(pki, "alice", gw.url + "/slow?s=3", "-i")
+        r = curl_as(pki, "alice", gw.url + "/slow?s=3", "-i")
         assert r.stdout.startswith("HTTP/1.1 504")
 
 
 def test_oversized_head_gets_431(pki: PKI, echo: EchoServer) -> None:
     with running_gateway(gateway_config(pki, echo.url, limits={"max_header_bytes": 4096})) as gw:
-        r = _curl_as(pki, "alice", gw.url + "/", "-i", "-H", "X-Big: " + "a" * 10_000)
+        r = curl_as(pki, "alice", gw.url + "/", "-i", "-H", "X-Big: " + "a" * 10_000)
         assert r.stdout.startswith("HTTP/1.1 431")
 
 
@@ -238,8 +231,8 @@ def test_status_endpoints(pki: PKI, echo: EchoServer) -> None:
     from mtlskit.gateway.status import StatusServer
 
     with running_gateway(gateway_config(pki, echo.url)) as gw:
-        _curl_as(pki, "alice", gw.url + "/")
-        _curl_as(pki, None, gw.url + "/")
+        curl_as(pki, "alice", gw.url + "/")
+        curl_as(pki, None, gw.url + "/")
         status = StatusServer(lambda: gw.gateway.ready, gw.gateway.metrics.render)
         host, port = asyncio.run_coroutine_threadsafe(status.start("127.0.0.1", 0), gw.loop).result(
             5

@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from mtlskit.echo import EchoServer, TCPEchoServer
-from tests.gateway.harness import PKI, client_context, gateway_config, running_gateway
-from tests.integration.peers import curl
+from tests.gateway.harness import PKI, client_context, curl_as, gateway_config, running_gateway
 
 
 def _served_cert(port: int, pki: PKI) -> bytes:
@@ -102,15 +101,7 @@ def test_slow_clients_do_not_block_others(pki: PKI, echo: EchoServer) -> None:
                     sock.sendall(b"\x16\x03\x01\x00\xff\x01")  # half a ClientHello, then silence
                 idle.append(sock)
             started = time.monotonic()
-            r = curl(
-                "--cacert",
-                pki["root.crt"],
-                "--cert",
-                pki["alice.chain.pem"],
-                "--key",
-                pki["alice.key"],
-                gw.url + "/",
-            )
+            r = curl_as(pki, "alice", gw.url + "/")
             assert r.returncode == 0, r.stderr
             assert time.monotonic() - started < 10  # generous: this only proves no blocking
         finally:
@@ -207,15 +198,7 @@ def test_unix_socket_upstream(pki: PKI, tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with running_gateway(gateway_config(pki, f"unix:{path}")) as gw:
-            r = curl(
-                "--cacert",
-                pki["root.crt"],
-                "--cert",
-                pki["alice.chain.pem"],
-                "--key",
-                pki["alice.key"],
-                gw.url + "/via-unix",
-            )
+            r = curl_as(pki, "alice", gw.url + "/via-unix")
             assert r.returncode == 0, r.stderr
             assert '"path": "/via-unix"' in r.stdout
     finally:

@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 
 from mtlskit.echo import EchoServer
-from tests.gateway.harness import PKI
-from tests.integration.peers import curl
+from tests.gateway.harness import PKI, curl_as
 
 
 def _read_until(lines: list[str], proc: subprocess.Popen[str], done: Callable[[], bool]) -> None:
@@ -73,15 +72,7 @@ def test_two_workers_share_the_port_and_obey_signals(pki: PKI, echo: EchoServer)
         status = _wait_line(lines, proc, r"status on (http://[\d.:]+)/").group(1)
         _read_until(lines, proc, lambda: sum('"listening"' in line for line in lines) == 2)
         for i in range(6):
-            r = curl(
-                "--cacert",
-                pki["root.crt"],
-                "--cert",
-                pki["alice.chain.pem"],
-                "--key",
-                pki["alice.key"],
-                f"https://localhost:{port}/w{i}",
-            )
+            r = curl_as(pki, "alice", f"https://localhost:{port}/w{i}")
             assert r.returncode == 0, r.stderr
         metrics = httpx.get(status + "/metrics").text
         assert 'mtlskit_handshakes_total{result="ok"} 6.0' in metrics  # summed over workers
@@ -118,15 +109,7 @@ def test_single_process_drains_on_sigterm(pki: PKI, echo: EchoServer, tmp_path: 
     lines: list[str] = []
     try:
         port = int(_wait_line(lines, proc, r"mTLS gateway on 127\.0\.0\.1:(\d+)").group(1))
-        r = curl(
-            "--cacert",
-            pki["root.crt"],
-            "--cert",
-            pki["alice.chain.pem"],
-            "--key",
-            pki["alice.key"],
-            f"https://localhost:{port}/",
-        )
+        r = curl_as(pki, "alice", f"https://localhost:{port}/")
         assert r.returncode == 0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

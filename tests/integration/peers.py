@@ -19,37 +19,35 @@ def free_port() -> int:
 
 @contextmanager
 def openssl_server(
-    *, cert: Path, key: Path, chain: Path | None, ca: Path, extra: Sequence[str] = ()
+    *,
+    cert: Path,
+    key: Path,
+    chain: Path | None = None,
+    ca: Path | None = None,
+    verify: str | None = "-Verify",
+    extra: Sequence[str] = (),
 ) -> Iterator[int]:
-    """Run `openssl s_server -www` requiring a client certificate; yield its port."""
+    """`openssl s_server -www` on 127.0.0.1; yield its port.
+
+    verify: "-Verify" (client certificate required, the default), "-verify" (optional)
+    or None (not asked for).
+    """
     port = free_port()
-    argv = [
-        "openssl",
-        "s_server",
-        "-accept",
-        f"127.0.0.1:{port}",
-        "-www",
-        "-naccept",
-        "20",
-        "-Verify",
-        "2",
-        "-verify_return_error",
-        "-cert",
-        str(cert),
-        "-key",
-        str(key),
-        "-CAfile",
-        str(ca),
-        *extra,
-    ]
+    argv = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-www", "-naccept", "20"]
+    argv += ["-cert", str(cert), "-key", str(key)]
+    if verify is not None:
+        argv += [verify, "2", "-verify_return_error"]
+    if ca is not None:
+        argv += ["-CAfile", str(ca)]
     if chain is not None:
         argv += ["-cert_chain", str(chain)]
+    argv += list(extra)
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while True:
             if proc.poll() is not None:
                 out = proc.stdout.read().decode() if proc.stdout else ""
                 raise RuntimeError(f"s_server exited: {out}")
@@ -57,6 +55,8 @@ def openssl_server(
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                     break
             except OSError:
+                if time.monotonic() > deadline:
+                    raise
                 time.sleep(0.05)
         yield port
     finally:

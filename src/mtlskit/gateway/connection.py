@@ -20,20 +20,20 @@ __all__ = ["Connection", "UpstreamProtocol"]
 class UpstreamProtocol(asyncio.Protocol):
     """The workload side of one client connection; everything is relayed to `conn`."""
 
-    __slots__ = ("conn", "transport")
+    __slots__ = ("conn", "data_received", "transport")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.transport: asyncio.Transport | None = None
+        # Bytes from the workload go straight to the connection: one call less per chunk
+        # (the loop looks data_received up once, when the protocol is set).
+        self.data_received = conn.from_upstream  # type: ignore[method-assign]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        self.conn.from_upstream(data)
 
     def eof_received(self) -> bool:
         return False  # close; connection_lost tells the client side

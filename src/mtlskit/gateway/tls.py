@@ -172,14 +172,35 @@ class ServerTLSProtocol(sslproto.SSLProtocol):
             outgoing = inner._outgoing
             if outgoing.pending and inner._transport is not None:
                 inner._transport.write(outgoing.read())  # e.g. a TLS 1.3 KeyUpdate reply
-            inner._control_ssl_reading()
+            if inner._ssl_reading_paused or inner._incoming.pending >= inner._incoming_high_water:
+                inner._control_ssl_reading()
         except Exception as exc:
             inner._fatal_error(exc, "Fatal error on SSL protocol")
 
     def send(self, data: bytes) -> None:
         """Write application data (the app transport's write, minus its checks)."""
-        if data:
-            self._write_appdata((data,))
+        inner: Any = self
+        if (
+            inner._state is not sslproto.SSLProtocolState.WRAPPED
+            or inner._write_backlog
+            or inner._ssl_writing_paused
+            or not data
+        ):
+            if data:
+                super()._write_appdata([data])
+            return
+        try:
+            count = inner._sslobj.write(data)
+            records = inner._outgoing.read()
+            if records:
+                inner._transport.write(records)
+        except Exception as exc:
+            inner._fatal_error(exc, "Fatal error on SSL protocol")
+            return
+        if count < len(data):  # a memory BIO takes it all; defensive
+            super()._write_appdata([data[count:]])
+        elif inner._app_writing_paused:
+            inner._control_app_writing()
 
     def _write_appdata(self, list_of_data: Any) -> None:
         # The common case (connection up, nothing queued, socket not pushing back):
@@ -209,7 +230,7 @@ class ServerTLSProtocol(sslproto.SSLProtocol):
             return
         if rest:
             super()._write_appdata(rest)
-        else:
+        elif inner._app_writing_paused:  # all flushed: nothing else can need pausing
             inner._control_app_writing()
 
     def _check_shutdown_timeout(self) -> None:
