@@ -178,7 +178,12 @@ class ServerTLSProtocol(sslproto.SSLProtocol):
             inner._fatal_error(exc, "Fatal error on SSL protocol")
 
     def send(self, data: bytes) -> None:
-        """Write application data (the app transport's write, minus its checks)."""
+        """Write application data (the app transport's write, minus its checks).
+
+        The common case (connection up, nothing queued, socket not pushing back):
+        encrypt straight into the outgoing BIO and hand the records to the transport,
+        skipping asyncio's backlog bookkeeping. Anything else takes asyncio's path.
+        """
         inner: Any = self
         if (
             inner._state is not sslproto.SSLProtocolState.WRAPPED
@@ -203,35 +208,10 @@ class ServerTLSProtocol(sslproto.SSLProtocol):
             inner._control_app_writing()
 
     def _write_appdata(self, list_of_data: Any) -> None:
-        # The common case (connection up, nothing queued, socket not pushing back):
-        # encrypt straight into the outgoing BIO and hand the records to the transport,
-        # skipping asyncio's backlog bookkeeping. Anything else takes asyncio's path.
-        inner: Any = self
-        if (
-            inner._state is not sslproto.SSLProtocolState.WRAPPED
-            or inner._write_backlog
-            or inner._ssl_writing_paused
-        ):
-            super()._write_appdata(list_of_data)
-            return
-        sslobj = inner._sslobj
-        rest: list[bytes] = []
-        try:
-            for index, data in enumerate(list_of_data):
-                count = sslobj.write(data)
-                if count < len(data):  # a memory BIO takes it all; defensive
-                    rest = [data[count:], *list_of_data[index + 1 :]]
-                    break
-            records = inner._outgoing.read()
-            if records:
-                inner._transport.write(records)
-        except Exception as exc:
-            inner._fatal_error(exc, "Fatal error on SSL protocol")
-            return
-        if rest:
-            super()._write_appdata(rest)
-        elif inner._app_writing_paused:  # all flushed: nothing else can need pausing
-            inner._control_app_writing()
+        # asyncio's app transport (write, writelines) lands here: take the fast path per
+        # buffer; send() falls back to asyncio's queue whenever it must, in order.
+        for data in list_of_data:
+            self.send(data)
 
     def _check_shutdown_timeout(self) -> None:
         inner: Any = self
