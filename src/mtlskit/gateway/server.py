@@ -182,7 +182,22 @@ class Gateway:
         if not der:  # cannot happen with CERT_REQUIRED; fail closed anyway
             transport.abort()
             return
-        identity = conn.state.identity_of(der, _unverified_chain(ssl_object))
+        try:
+            identity = conn.state.identity_of(der, _unverified_chain(ssl_object))
+        except (ValueError, MtlsKitError) as exc:
+            # OpenSSL accepted the certificate but cryptography cannot read it (it is
+            # stricter, e.g. about serials and extensions): refuse rather than guess.
+            self.metrics.denied.labels("malformed").inc()
+            self.log.event(
+                "identity_failed",
+                f"the client certificate cannot be read: {exc}",
+                level="warning",
+                client=_client(transport.get_extra_info("peername")),
+                code="malformed",
+                fix="reissue the client certificate with a conforming profile",
+            )
+            transport.abort()
+            return
         decision = conn.state.decide(identity, datetime.now(UTC))
         self.connections.add(conn)
         self.metrics.connections_open.inc()
