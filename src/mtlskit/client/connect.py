@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -133,6 +134,15 @@ class Attempt:
     peer_leaf: bytes | None = None
     sock: ssl.SSLSocket | None = None
     errors: list[str] = field(default_factory=list)
+
+    def tls_json(self) -> dict[str, Any]:
+        """What was negotiated, for --json."""
+        return {"version": self.tls_version or None, "cipher": self.cipher or None,
+                "alpn": self.alpn}  # fmt: skip
+
+    def events_json(self) -> list[dict[str, Any]]:
+        """The recorded handshake events, for --json."""
+        return [e.to_json() for e in self.recorder.events]
 
     def close(self) -> None:
         """Close the socket if open."""

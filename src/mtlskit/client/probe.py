@@ -62,16 +62,8 @@ class ProbeReport:
         return {
             "target": self.target,
             "servername": self.servername,
-            "code": self.trace.code,
-            "explanation": self.trace.explanation,
-            "fix": self.trace.fix,
-            "failed_step": self.trace.failed_step,
-            "tls": {
-                "version": a.tls_version or None,
-                "cipher": a.cipher or None,
-                "alpn": a.alpn,
-                "session_resumption": _resumption(a),
-            },
+            **self.trace.outcome_json(),
+            "tls": {**a.tls_json(), "session_resumption": _resumption(a)},
             "server": {
                 "chain": [_cert_json(c, self.now) for c in self.chain],
                 "chain_source": self.chain_source,
@@ -87,8 +79,7 @@ class ProbeReport:
                 "ca_names_source": self.ca_names_source,
             },
             "preflight": self.preflight.to_json() if self.preflight else None,
-            "steps": [s.to_json() for s in self.trace.steps],
-            "events": [e.to_json() for e in a.recorder.events],
+            "events": a.events_json(),
             "notes": [*self.trace.notes, *self.notes],
         }
 

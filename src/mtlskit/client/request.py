@@ -59,20 +59,12 @@ class RequestResult:
         r = self.response
         return {
             "url": self.url,
-            "code": self.trace.code,
-            "explanation": self.trace.explanation,
-            "fix": self.trace.fix,
-            "failed_step": self.trace.failed_step,
-            "tls": {
-                "version": self.attempt.tls_version or None,
-                "cipher": self.attempt.cipher or None,
-                "alpn": self.attempt.alpn,
-            },
+            **self.trace.outcome_json(),
+            "tls": self.attempt.tls_json(),
             "status": r.status if r else None,
             "headers": [list(h) for h in r.headers] if r else [],
             "body": r.body.decode("utf-8", "replace") if r else None,
-            "steps": [s.to_json() for s in self.trace.steps],
-            "events": [e.to_json() for e in self.attempt.recorder.events],
+            "events": self.attempt.events_json(),
             "notes": [*self.trace.notes, *self.notes],
         }
 

@@ -172,6 +172,16 @@ class Trace:
     failed_step: int
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    def outcome_json(self) -> dict[str, Any]:
+        """The verdict fields shared by probe's and request's --json objects."""
+        return {
+            "code": self.code,
+            "explanation": self.explanation,
+            "fix": self.fix,
+            "failed_step": self.failed_step,
+            "steps": [s.to_json() for s in self.steps],
+        }
+
 
 class _Seen:
     """Questions about a recorded event list."""
