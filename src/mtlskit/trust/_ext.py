@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from cryptography import x509
 
-__all__ = ["UNREADABLE", "extension"]
+__all__ = ["UNREADABLE", "authority_key_id", "extension", "subject_key_id"]
 
 _E = TypeVar("_E", bound=x509.ExtensionType)
 
@@ -31,3 +31,15 @@ def extension(
         return None
     except UNREADABLE:
         return None
+
+
+def authority_key_id(obj: x509.Certificate | x509.CertificateRevocationList) -> bytes | None:
+    """The AKI's key identifier (who signed it), or None."""
+    aki = extension(obj, x509.AuthorityKeyIdentifier)
+    return aki.key_identifier if aki is not None else None
+
+
+def subject_key_id(cert: x509.Certificate) -> bytes | None:
+    """The SKI's digest (this CA's key), or None."""
+    ski = extension(cert, x509.SubjectKeyIdentifier)
+    return ski.digest if ski is not None else None

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mtlskit.trust._ext import UNREADABLE, extension
+from mtlskit.trust._ext import UNREADABLE, authority_key_id, extension, subject_key_id
 from mtlskit.trust.reasons import Finding, Purpose, ReasonCode, display_name
 
 __all__ = ["Walk", "diagnose", "is_self_signed", "role_of", "split_trust", "walk"]
@@ -36,16 +36,6 @@ class Walk:
     path: tuple[x509.Certificate, ...]
     end: End
     other: x509.Certificate | None = None
-
-
-def _aki(cert: x509.Certificate) -> bytes | None:
-    aki = extension(cert, x509.AuthorityKeyIdentifier)
-    return aki.key_identifier if aki is not None else None
-
-
-def _ski(cert: x509.Certificate) -> bytes | None:
-    ski = extension(cert, x509.SubjectKeyIdentifier)
-    return ski.digest if ski is not None else None
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -75,11 +65,13 @@ def split_trust(
 
 def _issuers(cert: x509.Certificate, pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """Certificates whose subject is cert's issuer and whose SKI matches its AKI (if both)."""
-    aki = _aki(cert)
+    aki = authority_key_id(cert)
     return [
         c
         for c in pool
-        if c.subject == cert.issuer and (aki is None or _ski(c) in (None, aki)) and c != cert
+        if c.subject == cert.issuer
+        and (aki is None or subject_key_id(c) in (None, aki))
+        and c != cert
     ]
 
 

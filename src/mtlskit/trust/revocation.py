@@ -8,7 +8,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from mtlskit.trust._ext import UNREADABLE, extension
+from mtlskit.trust._ext import UNREADABLE, authority_key_id, extension, subject_key_id
 from mtlskit.trust.reasons import Finding, ReasonCode, display_name
 
 __all__ = ["RevocationList", "check_revocation", "load_crl_set"]
@@ -67,16 +67,6 @@ class RevocationList:
         return {"revocation_reason": reason, "revocation_date": when}
 
 
-def _key_id(crl: x509.CertificateRevocationList) -> bytes | None:
-    aki = extension(crl, x509.AuthorityKeyIdentifier)
-    return aki.key_identifier if aki is not None else None
-
-
-def _ski(cert: x509.Certificate) -> bytes | None:
-    ski = extension(cert, x509.SubjectKeyIdentifier)
-    return ski.digest if ski is not None else None
-
-
 def _signature_ok(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
     try:
         return crl.is_signature_valid(cert.public_key())  # type: ignore[arg-type]
@@ -116,9 +106,9 @@ def load_crl_set(
     Returns:
         A RevocationList; its `problem` says why it cannot be trusted, if it cannot.
     """
-    key_id = _key_id(crl)
+    key_id = authority_key_id(crl)
     named = [c for c in issuers if c.subject == crl.issuer]
-    matching = [c for c in named if key_id is None or _ski(c) in (None, key_id)]
+    matching = [c for c in named if key_id is None or subject_key_id(c) in (None, key_id)]
     signer = next((c for c in matching if _signature_ok(crl, c)), None)
     if signer is None:
         problem = (
@@ -149,8 +139,8 @@ def _applies(rl: RevocationList, issuer: x509.Certificate) -> bool:
         return False
     if rl.signer is not None:
         return _same_key(rl.signer, issuer)
-    key_id = _key_id(rl.crl)
-    return key_id is None or _ski(issuer) in (None, key_id)
+    key_id = authority_key_id(rl.crl)
+    return key_id is None or subject_key_id(issuer) in (None, key_id)
 
 
 def check_revocation(
