@@ -20,6 +20,7 @@ from mtlskit.client import (
 )
 from mtlskit.client.request import parse_header
 from mtlskit.errors import ConfigError
+from mtlskit.pki.files import read_file
 
 __all__ = ["cmd_probe", "cmd_request", "register"]
 
@@ -210,8 +211,6 @@ def _body(data: str | None) -> bytes:
     if data is None:
         return b""
     if data.startswith("@"):
-        from mtlskit.pki.files import read_file
-
         return read_file(data[1:], "the request body")
     return data.encode()
 

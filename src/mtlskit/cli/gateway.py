@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlskit.config import load_gateway_config, read_toml
+from mtlskit.errors import ConfigError
 
 __all__ = ["FLAG_KEYS", "build_config", "register"]
 
@@ -105,8 +106,6 @@ def _int(flag: str) -> Any:
 
 def build_config(args: argparse.Namespace) -> Any:
     """Merge the TOML file (if any) with the flags given; flags win."""
-    from mtlskit.errors import ConfigError
-
     data: dict[str, Any] = {}
     base = Path()
     if args.config:

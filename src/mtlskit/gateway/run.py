@@ -7,15 +7,23 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import shutil
 import signal
 import tempfile
-import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from mtlskit.config import GatewayConfig
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
 from mtlskit.gateway.logs import EventLog
+from mtlskit.gateway.metrics import Metrics
+from mtlskit.gateway.server import Gateway, bind_listener
+from mtlskit.gateway.state import load_state
+from mtlskit.gateway.status import StatusServer
 
 __all__ = ["run_gateway_process"]
 
@@ -34,9 +42,6 @@ def _new_loop(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
 async def _serve_one(
     config: GatewayConfig, *, reuse_port: bool, status: bool, manage_acme: bool = True
 ) -> None:
-    from mtlskit.gateway.metrics import Metrics
-    from mtlskit.gateway.server import Gateway, bind_listener
-    from mtlskit.gateway.status import StatusServer
 
     log = EventLog(fmt=config.log_format)
     gateway = Gateway(config, metrics=Metrics(), log=log, manage_acme=manage_acme)
@@ -77,14 +82,10 @@ def run_gateway_process(config: GatewayConfig) -> int:
 
 
 def _supervise(config: GatewayConfig) -> int:
-    from mtlskit.gateway.server import bind_listener
-    from mtlskit.gateway.state import load_state
 
     log = EventLog(fmt=config.log_format)
     # Fail fast, in the supervisor, on bad files and a port in use (without SO_REUSEPORT,
     # so even another SO_REUSEPORT group on the port is noticed).
-    from datetime import UTC, datetime
-
     if config.tls.acme is not None:
         obtain_at_start(config.tls.acme, log)
     load_state(config, datetime.now(UTC))
@@ -95,7 +96,6 @@ def _supervise(config: GatewayConfig) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="mtlskit-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     ctx = multiprocessing.get_context("spawn")
-    workers: list[Any] = []
 
     def spawn() -> Any:
         proc = ctx.Process(target=_worker_main, args=(config,), daemon=False)
@@ -106,10 +106,6 @@ def _supervise(config: GatewayConfig) -> int:
     log.event("supervisor", f"{config.workers} workers on {config.listen[0]}:{port} (SO_REUSEPORT)")
 
     async def supervise() -> None:
-        from prometheus_client import CollectorRegistry, generate_latest
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        from mtlskit.gateway.status import StatusServer
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
@@ -144,7 +140,7 @@ def _supervise(config: GatewayConfig) -> int:
                         f"worker {worker.pid} exited ({worker.exitcode})",
                         level="warning",
                     )
-                    time.sleep(0.2)
+                    await asyncio.sleep(0.2)  # do not spin on a worker that dies at once
                     workers[i] = spawn()
         if config.tls.acme is not None:
             renewal.cancel()
@@ -157,5 +153,8 @@ def _supervise(config: GatewayConfig) -> int:
         if status_server is not None:
             await status_server.close()
 
-    asyncio.run(supervise())
+    try:
+        asyncio.run(supervise())
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

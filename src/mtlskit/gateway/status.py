@@ -7,6 +7,8 @@ import contextlib
 import socket
 from collections.abc import Callable
 
+from mtlskit.gateway.server import bind_listener
+
 __all__ = ["StatusServer"]
 
 
@@ -25,8 +27,6 @@ class StatusServer:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen; return the bound address."""
-        from mtlskit.gateway.server import bind_listener
-
         sock: socket.socket = bind_listener(host, port)
         self.server = await asyncio.start_server(self._serve, sock=sock)
         bound = self.server.sockets[0].getsockname()
