@@ -100,10 +100,10 @@ def test_slow_clients_do_not_block_others(pki: PKI, echo: EchoServer) -> None:
                 if i % 2:
                     sock.sendall(b"\x16\x03\x01\x00\xff\x01")  # half a ClientHello, then silence
                 idle.append(sock)
-            started = time.monotonic()
+            # curl gives up after 10 s (peers.curl's --max-time), well inside the 30 s the
+            # idle handshakes may hold: success means they did not block this client.
             r = curl_as(pki, "alice", gw.url + "/")
             assert r.returncode == 0, r.stderr
-            assert time.monotonic() - started < 10  # generous: this only proves no blocking
         finally:
             for sock in idle:
                 sock.close()
