@@ -107,6 +107,9 @@ class LimitsConfig:
     drain_timeout: timedelta = timedelta(seconds=20)
     max_header_bytes: int = 64 * 1024
     max_connections: int = 10_000
+    # The kernel's accept queue (listen(2) backlog), as nginx's default; the kernel caps it
+    # at net.core.somaxconn.
+    backlog: int = 1024
 
 
 @dataclass(frozen=True, slots=True)

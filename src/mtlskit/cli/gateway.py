@@ -42,6 +42,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "drain_timeout": ("limits.drain_timeout", "str"),
     "max_header_bytes": ("limits.max_header_bytes", "int"),
     "max_connections": ("limits.max_connections", "int"),
+    "backlog": ("limits.backlog", "int"),
 }
 _HELP = {
     "listen": "TLS listener host:port (e.g. 127.0.0.1:8443)",

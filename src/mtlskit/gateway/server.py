@@ -327,4 +327,5 @@ def _unverified_chain(ssl_object: Any) -> tuple[bytes, ...]:
     except Exception:
         return ()
     der = getattr(ssl, "ENCODING_DER", 2)  # OpenSSL's X509_FILETYPE_ASN1; PEM is the default
-    return tuple(c.public_bytes(der) for c in chain[1:])
+    # 3.13.0 returns DER bytes; later releases may return certificate objects: take both.
+    return tuple(c if isinstance(c, bytes) else c.public_bytes(der) for c in chain[1:])
