@@ -43,12 +43,13 @@ class UpstreamProtocol(asyncio.Protocol):
 
     # Backpressure: if the workload cannot keep up, stop reading from the client.
     def pause_writing(self) -> None:
+        self.conn.upstream_full = True
         if self.conn.transport is not None:
             self.conn.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.conn.transport is not None and not self.conn.closing:
-            self.conn.transport.resume_reading()
+        self.conn.upstream_full = False
+        self.conn.resume_client()
 
 
 class Connection(asyncio.Protocol):
@@ -68,6 +69,7 @@ class Connection(asyncio.Protocol):
         self.upstream: UpstreamProtocol | None = None
         self.pending: list[bytes] | None = None  # bytes for the upstream while it connects
         self.closing = False
+        self.upstream_full = False  # the workload pushes back: client reading is paused
         self.last_activity = self.loop.time()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -152,7 +154,17 @@ class Connection(asyncio.Protocol):
         pending, self.pending = self.pending or [], None
         if pending:
             upstream.transport.write(b"".join(pending))
-        if self.transport is not None:
+        self.resume_client()
+
+    def resume_client(self) -> None:
+        """Read from the client again, unless something else still holds it paused."""
+        if (
+            self.transport is not None
+            and not self.closing
+            and self.pending is None
+            and not self.upstream_full
+            and not self.holding()
+        ):
             self.transport.resume_reading()
 
     def _made(self) -> UpstreamProtocol:
@@ -167,6 +179,10 @@ class Connection(asyncio.Protocol):
             self.upstream.transport.write(data)
 
     # -- for subclasses --------------------------------------------------------------------
+    def holding(self) -> bool:
+        """True while the subclass keeps client reading paused for its own reason."""
+        return False
+
     def on_begin(self) -> None:
         """Called once the connection is verified."""
 

@@ -1,9 +1,11 @@
-"""HTTP/1.1 mode: parse request heads, strip and add identity headers, relay bodies both ways.
+"""HTTP/1.1 mode: parse every request, filter its head (gateway.head), relay bodies both ways.
 
 Each client connection has its own upstream connection, opened at its first request and
-reused for every later one (keep-alive on both sides). Requests are re-framed from what
-httptools parsed; responses go back as a plain byte pipe, watched by a second parser only
-to log status and size, so a surprising response can never break the relay.
+reused for every later one (keep-alive on both sides). Every byte from the client goes
+through the parser: requests are re-framed from what httptools parsed, trailers stay with
+their request, and an Upgrade becomes a tunnel only after the workload's 101 (until then
+the bytes behind the upgrade request are held back). Responses go back as a plain byte
+pipe, watched by a second parser to log status and size and to notice a 101.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import httptools
 
 from mtlskit.gateway.connection import Connection
+from mtlskit.gateway.head import HeadContext, Refusal, filter_trailers, rewrite_request_head
 from mtlskit.identity import IdentityHeaderError
 from mtlskit.policy import Decision
 
@@ -25,10 +28,10 @@ _REASONS = {
     405: b"Method Not Allowed",
     408: b"Request Timeout",
     431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
     502: b"Bad Gateway",
     504: b"Gateway Timeout",
 }
-_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 
 
 def error_response(status: int, message: str) -> bytes:
@@ -47,12 +50,15 @@ class _ResponseWatcher:
     `on_body`, and httptools then makes no Python call per body chunk.
     """
 
-    __slots__ = ("body_bytes", "conn", "parser")
+    __slots__ = ("body_bytes", "conn", "framed", "parser")
 
     def __init__(self, conn: HTTPConnection) -> None:
         self.conn = conn
         self.parser: Any = httptools.HttpResponseParser(self)
         self.body_bytes = 0
+        # The response under way has a length (or chunks) of its own, so an upstream EOF
+        # before its end is an abort; without one, EOF is how it ends.
+        self.framed = True
 
     def feed(self, data: bytes) -> None:
         try:
@@ -66,6 +72,7 @@ class _ResponseWatcher:
         self.body_bytes += len(body)
 
     def on_headers_complete(self) -> None:
+        self.framed = self.parser.should_keep_alive()
         requests = self.conn.requests
         if requests and requests[0][0] == b"HEAD":
             # A HEAD response has no body whatever its Content-Length says; httptools
@@ -93,50 +100,77 @@ class HTTPConnection(Connection):
         assert self.state is not None and self.identity is not None  # noqa: S101
         self.parser: Any = httptools.HttpRequestParser(self)
         watcher = _ResponseWatcher if self.gateway.config.access_log else _QuietWatcher
+        self.watcher_class = watcher
         self.watcher: _ResponseWatcher | None = watcher(self)
         # Fixed per connection: who the client is never changes on a connection.
         try:
-            self.identity_block = self.state.identity_block(self.identity)
+            identity_block = self.state.identity_block(self.identity)
         except IdentityHeaderError as exc:
-            self.identity_block = b""
+            identity_block = b""
             self.decision = Decision(False, "unforwardable_identity", exc.message)
-        self.strip = self.state.stripped_headers
-        # Everything after the client's own headers is fixed per connection.
-        self.xff = self.client_ip.encode() + b"\r\n"
-        self.tail = b"x-forwarded-proto: https\r\n"
+        self.head_ctx = HeadContext(
+            self.state.stripped_headers, self.client_ip.encode(), identity_block
+        )
+        self.max_head = self.gateway.config.limits.max_header_bytes
         self.url: list[bytes] = []
         self.headers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] = []
+        self.trailer_bytes = 0
+        self.named: frozenset[bytes] = frozenset()
         self.chunked = False
+        self.in_body = False  # a request's body is still arriving from the client
         self.head_bytes = 0
         self.head_started = 0.0
         self.awaiting_since = 0.0
         self.tunnel = False
-        self.denied = False
+        # An upgrade request is with the workload: the client's later bytes wait here
+        # (reading paused) until its answer says tunnel (101) or HTTP (anything else).
+        self.held: list[bytes] | None = None
+        self.upgrading = False  # the request being parsed is an upgrade the workload may take
+        self.last_request = False  # the client said Connection: close (RFC 9112 9.6)
+        # Parse, but forward nothing more: after a refusal, or after the last request.
+        self.discard = False
         self.in_response = False  # the workload has started an answer not yet complete
         # (method, target, start time) of requests sent upstream, oldest first.
         self.requests: deque[tuple[bytes, bytes, float]] = deque()
+
+    def holding(self) -> bool:
+        return self.held is not None
 
     # -- client -> upstream ----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.loop.time()
         if self.tunnel:
             self.send_upstream(data)
-            return
+        elif self.held is not None:
+            self.held.append(data)  # reading is paused: at most what was already in flight
+        elif not self.discard:
+            self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            if not self.closing:
-                self.tunnel = True
-                rest = data[upgrade.args[0] :]
+            if self.closing:
+                return
+            rest = data[upgrade.args[0] :]
+            if self.upgrading:
+                self.held = [rest] if rest else []
+                if self.transport is not None:
+                    self.transport.pause_reading()
+            else:
+                # The upgrade was refused here (h2c): the next bytes are a new request.
+                self.parser = httptools.HttpRequestParser(self)
                 if rest:
-                    self.send_upstream(rest)
+                    self._parse(rest)
+            return
         except httptools.HttpParserError as exc:
             if not self.closing:
                 self.reply(400, f"malformed request ({exc})")
             return
         if self.head_started:  # a head still incomplete: bound what we buffer for it
             self.head_bytes += len(data)
-            if self.head_bytes > self.gateway.config.limits.max_header_bytes:
+            if self.head_bytes > self.max_head:
                 self.reply(431, "the request head is too large")
 
     # No on_message_begin: one Python call less per request. A request starts at its
@@ -147,61 +181,65 @@ class HTTPConnection(Connection):
         self.url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self.in_body:
+            self.headers.append((name, value))
+            return
+        # A trailer field of a chunked body: it belongs to this request, never the next.
+        self.trailers.append((name, value))
+        self.trailer_bytes += len(name) + len(value) + 4
+        if self.trailer_bytes > self.max_head:
+            self.reply(431, "the request trailers are too large")
 
     def on_headers_complete(self) -> None:
         self.head_started = 0.0
         self.head_bytes = 0
-        if self.closing:
+        self.upgrading = False
+        headers, self.headers = self.headers, []
+        target = b"".join(self.url)
+        self.url.clear()
+        if self.closing or self.discard:
             return
         decision = self.decision
         assert decision is not None  # noqa: S101
-        method: bytes = self.parser.get_method()
-        target = b"".join(self.url)
-        size = len(target) + sum(len(n) + len(v) + 4 for n, v in self.headers)
-        if size > self.gateway.config.limits.max_header_bytes:
+        parser = self.parser
+        method: bytes = parser.get_method()
+        size = len(target) + sum(len(n) + len(v) + 4 for n, v in headers)
+        if size > self.max_head:
             self.reply(431, "the request head is too large")
             return
         if not decision.allowed:
-            self.denied = True
+            self.discard = True
             self.gateway.denied(self, decision.reason, method, target)
             self.reply(403, decision.reason)
             return
         if method == b"CONNECT":
             self.reply(405, "CONNECT is not supported: this is a reverse proxy")
             return
-        out = [method, b" ", target, b" HTTP/", self.parser.get_http_version().encode(), b"\r\n"]
-        strip = self.strip
-        host = b""
-        xff = b""
-        for name, value in self.headers:
-            lname = name.lower()
-            if (lname.replace(b"_", b"-") if b"_" in lname else lname) in strip:
-                continue
-            if lname in _FORWARDED:
-                if lname == b"x-forwarded-for":
-                    xff = value + b", "
-                continue
-            if lname == b"host":
-                host = value
-            elif lname == b"transfer-encoding" and b"chunked" in value.lower():
-                self.chunked = True
-            out += (name, b": ", value, b"\r\n")
-        out += (b"x-forwarded-for: ", xff, self.xff, self.tail)
-        if host:
-            out += (b"x-forwarded-host: ", host, b"\r\n")
-        out += (self.identity_block, b"\r\n")
-        if not self.requests:
-            self.awaiting_since = self.loop.time()
+        head = rewrite_request_head(
+            method,
+            target,
+            parser.get_http_version(),
+            headers,
+            keep_alive=parser.should_keep_alive(),
+            wants_upgrade=parser.should_upgrade(),
+            ctx=self.head_ctx,
+        )
+        if isinstance(head, Refusal):
+            self.requests.append((method, target, self.loop.time()))
+            self.reply(head.status, head.message)
+            return
+        self.chunked = head.chunked
+        self.named = head.named
+        self.upgrading = bool(head.upgrade)
+        self.last_request = not head.keep_alive
+        self.in_body = True
         self.requests.append((method, target, self.loop.time()))
-        self.url.clear()
-        self.headers.clear()
         if self.upstream is None and self.pending is None:
             self.connect_upstream()
-        self.send_upstream(b"".join(out))
+        self.send_upstream(head.head)
 
     def on_body(self, body: bytes) -> None:
-        if self.denied or self.closing:
+        if self.discard or self.closing:
             return
         if self.chunked:
             # httptools hands us the de-chunked body: frame it again for the upstream.
@@ -210,10 +248,20 @@ class HTTPConnection(Connection):
             self.send_upstream(body)
 
     def on_message_complete(self) -> None:
+        self.in_body = False
         if self.chunked:
             self.chunked = False
-            if not self.denied and not self.closing:
-                self.send_upstream(b"0\r\n\r\n")
+            if not self.discard and not self.closing:
+                trailers = filter_trailers(self.trailers, self.head_ctx.stripped, self.named)
+                self.send_upstream(b"0\r\n" + trailers + b"\r\n")
+            self.trailers.clear()
+            self.trailer_bytes = 0
+        # The request is whole: from now on the workload's answer is awaited (a slow
+        # upload is the client's time, not the upstream's).
+        if self.requests and not self.awaiting_since and not self.closing:
+            self.awaiting_since = self.loop.time()
+        if self.last_request:
+            self.discard = True  # nothing after a Connection: close request is read
 
     # -- upstream -> client ----------------------------------------------------------------
     def from_upstream(self, data: bytes) -> None:
@@ -237,33 +285,90 @@ class HTTPConnection(Connection):
             return
         method, target, started = self.requests.popleft()
         now = self.loop.time()
-        self.awaiting_since = now if self.requests else 0.0
+        # Still waiting for an answer, unless the only request left is still uploading.
+        waiting = self.requests and not (self.in_body and len(self.requests) == 1)
+        self.awaiting_since = now if waiting else 0.0
         if self.gateway.config.access_log:
             self.gateway.access(self, method, target, status, size, now - started)
         else:
             self.gateway.metrics.response(status)
+        if not self.requests:
+            if self.held is not None:
+                self._upgrade_refused()
+            elif self.last_request and not self.in_body:
+                self.close()  # the client asked for this to be the last response
+
+    def _upgrade_refused(self) -> None:
+        """The workload answered the upgrade request without 101: go on speaking HTTP."""
+        held, self.held = self.held or [], None
+        self.upgrading = False
+        self.parser = httptools.HttpRequestParser(self)
+        self.resume_client()
+        if held:
+            self._parse(b"".join(held))
 
     def response_upgrade(self) -> None:
         """101 Switching Protocols: both directions are now an opaque tunnel."""
+        if self.tunnel or self.closing:
+            return
+        if self.held is None or len(self.requests) != 1:
+            # A 101 to a request that did not ask to upgrade: never tunnel on the
+            # workload's word alone, or the client's later bytes would go unparsed.
+            self._upstream_fault("protocol", "the upstream switched protocols unasked")
+            return
+        self.tunnel = True
         self.watcher = None
-        if self.requests:
-            method, target, started = self.requests.popleft()
-            self.gateway.access(self, method, target, 101, 0, self.loop.time() - started)
-        self.requests.clear()
+        method, target, started = self.requests.popleft()
+        self.gateway.access(self, method, target, 101, 0, self.loop.time() - started)
         self.awaiting_since = 0.0
+        held, self.held = self.held, None
+        if held:
+            self.send_upstream(b"".join(held))
+        self.resume_client()
 
     def response_unparsable(self) -> None:
-        """Stop watching; the bytes still flow, only the access log loses detail."""
+        """The workload's answer cannot be followed: stop watching, or close if it matters."""
         self.watcher = None
+        if self.held is not None:  # cannot tell a 101 from a refusal: fail closed
+            self._upstream_fault("protocol", "the upstream's answer to an upgrade is unparsable")
+            return
         self.requests.clear()
         self.awaiting_since = 0.0
 
     def upstream_lost(self, exc: Exception | None) -> None:
-        if self.requests and not self.in_response and self.transport is not None:
+        if self.closing or self.transport is None:
+            return  # we closed it (the client hung up, or a reply ended the connection)
+        if self.tunnel:
+            self.close()
+            return
+        if self.requests and not self.in_response:
             # The workload hung up without answering the request in flight.
             self.gateway.metrics.upstream_errors.labels("reset").inc()
+            self.gateway.log_event(
+                "upstream_error",
+                f"{self.client_ip}: the upstream closed the connection without a response",
+                level="warning",
+            )
             self.reply(502, "the upstream closed the connection without a response")
             return
+        watcher = self.watcher
+        if self.in_response and watcher is not None:
+            if watcher.framed:
+                self._upstream_fault("aborted", "the upstream closed in the middle of a response")
+                return
+            # A response without a length ends when the upstream closes (RFC 9112 6.3).
+            self.response_done(watcher.parser.get_status_code(), watcher.body_bytes)
+        self.close()
+
+    def _upstream_fault(self, kind: str, message: str) -> None:
+        self.gateway.metrics.upstream_errors.labels(kind).inc()
+        method, target = self.requests[0][:2] if self.requests else (b"-", b"-")
+        self.gateway.log_event(
+            "upstream_error",
+            f"{self.client_ip}: {message} ({method.decode('latin-1')} "
+            f"{target.decode('latin-1')[:200]})",
+            level="warning",
+        )
         self.close()
 
     def upstream_failed(self, kind: str) -> None:
@@ -288,6 +393,13 @@ class HTTPConnection(Connection):
         limits = self.gateway.config.limits
         if self.head_started and now - self.head_started > limits.header_timeout.total_seconds():
             self.reply(408, "the request head did not arrive in time")
+        elif (
+            self.in_body
+            and not self.upstream_full
+            and self.pending is None
+            and now - self.last_activity > limits.idle_timeout.total_seconds()
+        ):
+            self.reply(408, "the request body stopped arriving")
         elif (
             self.awaiting_since
             and now - self.awaiting_since > limits.upstream_timeout.total_seconds()

@@ -21,7 +21,9 @@ METRIC_NAMES = {
     "mtlskit_handshakes_total": "TLS handshakes by result: ok, or the failure's reason code",
     "mtlskit_requests_total": "HTTP responses relayed, by status code",
     "mtlskit_denied_total": "clients refused after the handshake, by reason",
-    "mtlskit_upstream_errors_total": "upstream failures, by kind: connect, timeout, reset",
+    "mtlskit_upstream_errors_total": (
+        "upstream failures, by kind: connect, timeout, reset, aborted, protocol"
+    ),
     "mtlskit_reloads_total": "certificate/CA/CRL reloads, by result: ok or failed",
     "mtlskit_certificate_expiry_timestamp_seconds": "notAfter of each loaded certificate",
 }

@@ -1,0 +1,245 @@
+"""Request heads and trailers on their way to the workload: what the client may send on (pure).
+
+This is the one place that decides which client-sent fields reach the workload. It drops
+the identity headers the gateway owns (the client's XFCC, Client-Cert, custom names), the
+hop-by-hop fields of RFC 9110 7.6.1 (Connection and every field it names, Keep-Alive,
+Proxy-Connection, TE but `trailers`, Transfer-Encoding, Upgrade unless upgrading), and
+refuses heads that two parsers could read differently (RFC 9112 3.2 and 6.1). The fields
+the gateway adds itself come last: its own Connection, X-Forwarded-*, and the identity
+block, none of which a client can name away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "HOP_BY_HOP",
+    "HeadContext",
+    "Refusal",
+    "Rewritten",
+    "filter_trailers",
+    "rewrite_request_head",
+]
+
+# RFC 9110 7.6.1 (and HTTP2-Settings, RFC 9113 3.2's connection-specific field).
+HOP_BY_HOP: Final = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"transfer-encoding",
+        b"upgrade",
+        b"http2-settings",
+    }
+)
+# Framing and routing: a client naming these in Connection must not unframe the body or
+# unroute the request (the workload would read the body as the next request).
+_PROTECTED: Final = frozenset({b"host", b"content-length"})
+# Connection options that are not field names (RFC 9112 9.6, RFC 9110 7.8).
+_OPTIONS: Final = frozenset({b"close", b"upgrade"})
+_FORWARDED: Final = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+# RFC 9110 6.5.1: fields that must not travel as trailers (framing, routing, request
+# modifiers, authentication, content handling), and the ones the gateway sets itself.
+_NOT_IN_TRAILERS: Final = (
+    HOP_BY_HOP
+    | _PROTECTED
+    | _FORWARDED
+    | frozenset(
+        {
+            b"trailer",
+            b"forwarded",
+            b"expect",
+            b"max-forwards",
+            b"range",
+            b"if-match",
+            b"if-none-match",
+            b"if-modified-since",
+            b"if-unmodified-since",
+            b"if-range",
+            b"cache-control",
+            b"pragma",
+            b"authorization",
+            b"proxy-authorization",
+            b"cookie",
+            b"content-encoding",
+            b"content-type",
+            b"content-range",
+        }
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HeadContext:
+    """What is fixed for a whole client connection.
+
+    Attributes:
+        stripped: client-sent names always dropped (lowercase, `_` read as `-`).
+        client_ip: appended to X-Forwarded-For.
+        identity_block: the gateway's identity header lines (`Name: value\\r\\n` each).
+    """
+
+    stripped: frozenset[bytes]
+    client_ip: bytes
+    identity_block: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rewritten:
+    """A head ready for the workload.
+
+    Attributes:
+        head: the bytes to send, blank line included.
+        chunked: the body arrives chunked and is sent re-chunked.
+        upgrade: the Upgrade value forwarded (empty: not an upgrade request).
+        keep_alive: the client may send another request on this connection.
+        named: field names the client's Connection header named (dropped from trailers).
+    """
+
+    head: bytes
+    chunked: bool
+    upgrade: bytes
+    keep_alive: bool
+    named: frozenset[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A head the gateway answers itself, with the status and why."""
+
+    status: int
+    message: str
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [t.strip().lower() for t in value.split(b",") if t.strip()]
+
+
+def _name(raw: bytes) -> bytes:
+    lname = raw.lower()
+    # WSGI and CGI servers map `X_Forwarded_Client_Cert` and `X-Forwarded-Client-Cert` to
+    # the same HTTP_* key: compare with `_` read as `-`.
+    return lname.replace(b"_", b"-") if b"_" in lname else lname
+
+
+def rewrite_request_head(
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    keep_alive: bool,
+    wants_upgrade: bool,
+    ctx: HeadContext,
+) -> Rewritten | Refusal:
+    """Filter a parsed request head and add the gateway's fields.
+
+    Args:
+        method, target, version: from the request line (version "1.1" or "1.0").
+        headers: the client's fields, in order, as parsed.
+        keep_alive: the parser's verdict (version and the client's Connection header).
+        wants_upgrade: the parser saw `Connection: upgrade` with an Upgrade field.
+        ctx: the connection's fixed parts.
+
+    Returns:
+        The head to forward, or a Refusal (400 for ambiguous framing or Host, 501 for a
+        transfer coding other than chunked).
+    """
+    return _rewrite(method, target, version, headers, keep_alive, wants_upgrade, ctx, None)
+
+
+def _rewrite(
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: list[tuple[bytes, bytes]],
+    keep_alive: bool,
+    wants_upgrade: bool,
+    ctx: HeadContext,
+    named: frozenset[bytes] | None,
+) -> Rewritten | Refusal:
+    out = [method, b" ", target, b" HTTP/", version.encode(), b"\r\n"]
+    stripped = ctx.stripped
+    connection: list[bytes] = []
+    hosts = 0
+    host = b""
+    xff = b""
+    coding: bytes | None = None
+    length = b""
+    upgrade: list[bytes] = []
+    te_trailers = False
+    for raw, value in headers:
+        name = _name(raw)
+        if name in stripped or (named is not None and name in named):
+            continue
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                connection += _tokens(value)
+            elif name == b"transfer-encoding":
+                coding = value.strip().lower()
+            elif name == b"upgrade":
+                upgrade += _tokens(value)
+            elif name == b"te":
+                te_trailers = te_trailers or b"trailers" in _tokens(value)
+            continue
+        if name in _FORWARDED:
+            if name == b"x-forwarded-for":
+                xff += value + b", "
+            continue
+        if name == b"host":
+            hosts += 1
+            host = value
+        elif name == b"content-length":
+            length = value.strip()
+        out += (raw, b": ", value, b"\r\n")
+    if named is None:
+        extra = frozenset(connection) - _PROTECTED - HOP_BY_HOP - _OPTIONS
+        if extra:  # rare: drop what the client's Connection named, then build again
+            return _rewrite(method, target, version, headers, keep_alive, wants_upgrade, ctx, extra)
+        named = frozenset()
+    if hosts > 1 or (hosts == 0 and version == "1.1"):
+        return Refusal(400, "a request needs exactly one Host header (RFC 9112 3.2)")
+    chunked = coding is not None
+    if chunked:
+        if version != "1.1":
+            return Refusal(400, f"HTTP/{version} requests cannot use Transfer-Encoding")
+        if coding != b"chunked":
+            return Refusal(501, "the only transfer coding accepted is chunked")
+        out.append(b"transfer-encoding: chunked\r\n")
+    # Upgrade: h2c is HTTP/2 over cleartext (RFC 9113 3.1): never a tunnel behind TLS.
+    offered = [t for t in upgrade if t != b"h2c"] if wants_upgrade else []
+    if offered:
+        if chunked or length not in (b"", b"0"):
+            return Refusal(400, "an Upgrade request cannot carry a body")
+        out += (b"connection: upgrade\r\nupgrade: ", b", ".join(offered), b"\r\n")
+    elif not keep_alive and version == "1.1":
+        out.append(b"connection: close\r\n")
+    elif keep_alive and version != "1.1":
+        out.append(b"connection: keep-alive\r\n")
+    if te_trailers:
+        out.append(b"te: trailers\r\n")
+    out += (b"x-forwarded-for: ", xff, ctx.client_ip, b"\r\nx-forwarded-proto: https\r\n")
+    if host:
+        out += (b"x-forwarded-host: ", host, b"\r\n")
+    out += (ctx.identity_block, b"\r\n")
+    return Rewritten(b"".join(out), chunked, b", ".join(offered), keep_alive, named)
+
+
+def filter_trailers(
+    fields: list[tuple[bytes, bytes]], stripped: frozenset[bytes], named: frozenset[bytes]
+) -> bytes:
+    """The trailer lines of a chunked request that may reach the workload.
+
+    Identity names, hop-by-hop fields, the names the head's Connection listed and the
+    fields RFC 9110 6.5.1 keeps out of trailers are dropped.
+    """
+    lines: list[bytes] = []
+    for raw, value in fields:
+        name = _name(raw)
+        if name in stripped or name in named or name in _NOT_IN_TRAILERS:
+            continue
+        lines += (raw, b": ", value, b"\r\n")
+    return b"".join(lines)
