@@ -7,8 +7,10 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import shlex
 import shutil
 import signal
+import stat
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,25 +41,97 @@ def _new_loop(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
-async def _serve_one(
-    config: GatewayConfig, *, reuse_port: bool, status: bool, manage_acme: bool = True
-) -> None:
+# A worker whose supervisor died lets open requests finish for this long, then exits:
+# the issue's deadline for freeing the port is 2 s, and interpreter exit needs some of it.
+_ORPHAN_DRAIN_SECONDS = 0.5
 
+
+def _warn_if_key_exposed(config: GatewayConfig, log: EventLog) -> None:
+    """Warn (once, in the process that logs start-up) when others may read the key."""
+    path = config.tls.key
+    try:
+        # stat, not lstat: Kubernetes mounts a secret's key through a ..data symlink.
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:  # load_state just read it; a file swapped away since is the watcher's
+        return
+    if mode & 0o077:
+        log.event(
+            "key_permissions",
+            f"private key {path} is {'readable' if mode & 0o044 else 'writable'} by group "
+            f"or others (mode {mode:04o})",
+            level="warning",
+            fix=f"chmod 600 {shlex.quote(str(path))}",
+        )
+
+
+def _watch_parent(loop: asyncio.AbstractEventLoop, on_death: Callable[[], None]) -> None:
+    """Call on_death once when the supervisor dies, even by SIGKILL.
+
+    A spawned process's `parent_process().sentinel` is the read end of a pipe whose write
+    end only the parent holds (multiprocessing docs, BaseProcess.sentinel): the kernel
+    closes it when the parent dies however it dies, and the fd becomes readable (EOF).
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by a supervisor: nobody to outlive
+        return
+    fd = parent.sentinel
+
+    def fired() -> None:
+        loop.remove_reader(fd)  # EOF stays readable: fire once
+        on_death()
+
+    loop.add_reader(fd, fired)
+
+
+async def _serve_one(config: GatewayConfig, *, worker: bool) -> None:
+    """One gateway on this loop until a signal; a worker shares the port and follows its parent.
+
+    Only the single process (worker=False) renews ACME certificates, serves the status
+    port and warns about the key: under a supervisor those belong to the supervisor.
+    """
     log = EventLog(fmt=config.log_format)
-    gateway = Gateway(config, metrics=Metrics(), log=log, manage_acme=manage_acme)
-    host, port = config.listen
-    await gateway.start(bind_listener(host, port, reuse_port=reuse_port))
+    gateway = Gateway(config, metrics=Metrics(), log=log, manage_acme=not worker)
     status_server = None
-    if status and config.status is not None:
-        status_server = StatusServer(lambda: gateway.ready, gateway.metrics.render)
-        shost, sport = await status_server.start(*config.status)
+    if not worker:
+        _warn_if_key_exposed(config, log)
+        if config.status is not None:
+            status_server = StatusServer(lambda: gateway.ready, gateway.metrics.render)
+            status_server.bind(*config.status)  # a busy status port fails before we listen
+    host, port = config.listen
+    try:
+        sock = bind_listener(host, port, reuse_port=worker, backlog=config.limits.backlog)
+        await gateway.start(sock)
+    except BaseException:
+        if status_server is not None:
+            await status_server.close()
+        raise
+    if status_server is not None:
+        shost, sport = await status_server.start()
         log.event("status", f"status on http://{shost}:{sport}/ (healthz, readyz, metrics)")
     stop = asyncio.Event()
+    orphaned = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, gateway.reload, "SIGHUP")
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    if worker:
+
+        def parent_died() -> None:
+            orphaned.set()
+            stop.set()
+
+        _watch_parent(loop, parent_died)
     await stop.wait()
+    if orphaned.is_set():
+        # Nobody will restart or reap us, and a restarted gateway needs the port: stop
+        # accepting now, give open requests a moment, then close what is left.
+        log.event("orphaned", "the supervisor is gone; stopping", level="warning")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_ORPHAN_DRAIN_SECONDS):
+                await gateway.shutdown()
+        for conn in list(gateway.connections):
+            conn.close()
+        return
     log.event("stopping", "draining connections")
     if status_server is not None:
         await status_server.close()
@@ -66,35 +140,46 @@ async def _serve_one(
 
 def _worker_main(config: GatewayConfig) -> None:
     with asyncio.Runner(loop_factory=_new_loop(config.uvloop)) as runner:
-        runner.run(_serve_one(config, reuse_port=True, status=False, manage_acme=False))
+        runner.run(_serve_one(config, worker=True))
 
 
 def run_gateway_process(config: GatewayConfig) -> int:
     """Serve until SIGTERM/SIGINT; SIGHUP reloads certificates. Returns the exit code.
 
-    Configuration problems (files, port in use) raise before anything listens.
+    Configuration problems (files, ports in use) raise before anything listens.
     """
     if config.workers <= 1:
         with asyncio.Runner(loop_factory=_new_loop(config.uvloop)) as runner:
-            runner.run(_serve_one(config, reuse_port=False, status=True))
+            runner.run(_serve_one(config, worker=False))
         return 0
     return _supervise(config)
 
 
 def _supervise(config: GatewayConfig) -> int:
-
     log = EventLog(fmt=config.log_format)
-    # Fail fast, in the supervisor, on bad files and a port in use (without SO_REUSEPORT,
-    # so even another SO_REUSEPORT group on the port is noticed).
+    # Fail fast, in the supervisor and before any worker exists, on bad files and ports in
+    # use (--listen probed without SO_REUSEPORT, so even another SO_REUSEPORT group on the
+    # port is noticed; --status bound for good, so a busy one starts nothing).
     if config.tls.acme is not None:
         obtain_at_start(config.tls.acme, log)
     load_state(config, datetime.now(UTC))
+    _warn_if_key_exposed(config, log)
     probe = bind_listener(*config.listen)
     port = probe.getsockname()[1]
     probe.close()
     config = dataclasses.replace(config, listen=(config.listen[0], port))
+    workers: list[Any] = []
+    registry = CollectorRegistry()
+    status_server = None
+    if config.status is not None:
+        status_server = StatusServer(
+            lambda: bool(workers) and all(w.is_alive() for w in workers),
+            lambda: generate_latest(registry),
+        )
+        status_server.bind(*config.status)
     metrics_dir = tempfile.mkdtemp(prefix="mtlskit-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
     ctx = multiprocessing.get_context("spawn")
 
     def spawn() -> Any:
@@ -102,56 +187,56 @@ def _supervise(config: GatewayConfig) -> int:
         proc.start()
         return proc
 
-    workers = [spawn() for _ in range(config.workers)]
-    log.event("supervisor", f"{config.workers} workers on {config.listen[0]}:{port} (SO_REUSEPORT)")
-
     async def supervise() -> None:
-
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
-        status_server = None
-        if config.status is not None:
-            status_server = StatusServer(
-                lambda: all(w.is_alive() for w in workers), lambda: generate_latest(registry)
+        renewal = None
+        try:
+            workers.extend(spawn() for _ in range(config.workers))
+            log.event(
+                "supervisor",
+                f"{config.workers} workers on {config.listen[0]}:{port} (SO_REUSEPORT)",
             )
-            shost, sport = await status_server.start(*config.status)
-            log.event("status", f"status on http://{shost}:{sport}/ (healthz, readyz, metrics)")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
+            if status_server is not None:
+                shost, sport = await status_server.start()
+                log.event("status", f"status on http://{shost}:{sport}/ (healthz, readyz, metrics)")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            loop.add_signal_handler(signal.SIGINT, stop.set)
 
-        def forward_hup() -> None:
+            def forward_hup() -> None:
+                for worker in workers:
+                    if worker.pid:
+                        os.kill(worker.pid, signal.SIGHUP)
+
+            loop.add_signal_handler(signal.SIGHUP, forward_hup)
+            if config.tls.acme is not None:  # one renewer; workers follow the files
+                renewal = asyncio.create_task(renew_forever(config.tls.acme, log, forward_hup))
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        await stop.wait()
+                for i, worker in enumerate(workers):
+                    if not worker.is_alive() and not stop.is_set():
+                        log.event(
+                            "worker_restart",
+                            f"worker {worker.pid} exited ({worker.exitcode})",
+                            level="warning",
+                        )
+                        await asyncio.sleep(0.2)  # do not spin on a worker that dies at once
+                        workers[i] = spawn()
+        finally:
+            # Also on an error: multiprocessing joins non-daemon workers at exit, so a
+            # worker left running would keep this process (and the port) forever.
+            if renewal is not None:
+                renewal.cancel()
             for worker in workers:
-                if worker.pid:
-                    os.kill(worker.pid, signal.SIGHUP)
-
-        loop.add_signal_handler(signal.SIGHUP, forward_hup)
-        if config.tls.acme is not None:  # one renewer; workers follow the files
-            renewal = asyncio.create_task(renew_forever(config.tls.acme, log, forward_hup))
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1):
-                    await stop.wait()
-            for i, worker in enumerate(workers):
-                if not worker.is_alive() and not stop.is_set():
-                    log.event(
-                        "worker_restart",
-                        f"worker {worker.pid} exited ({worker.exitcode})",
-                        level="warning",
-                    )
-                    await asyncio.sleep(0.2)  # do not spin on a worker that dies at once
-                    workers[i] = spawn()
-        if config.tls.acme is not None:
-            renewal.cancel()
-        for worker in workers:
-            if worker.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGTERM)
-        for worker in workers:
-            worker.join(config.limits.drain_timeout.total_seconds() + 5)
-        if status_server is not None:
-            await status_server.close()
+                if worker.pid and worker.is_alive():  # never signal a reaped (reusable) pid
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.pid, signal.SIGTERM)
+            for worker in workers:
+                worker.join(config.limits.drain_timeout.total_seconds() + 5)
+            if status_server is not None:
+                await status_server.close()
 
     try:
         asyncio.run(supervise())

@@ -24,8 +24,26 @@ from mtlskit.gateway.tls import READ_SIZE, ServerTLSProtocol
 __all__ = ["Gateway", "bind_listener"]
 
 
-def bind_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """Bind the TLS listener, turning "address in use" into a clear config error."""
+def bind_listener(
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    backlog: int = 1024,
+    flag: str = "--listen",
+) -> socket.socket:
+    """Bind and listen, turning "address in use" into a clear config error.
+
+    Args:
+        host: the address to bind.
+        port: the port (0: any free one).
+        reuse_port: share the port with other workers (SO_REUSEPORT).
+        backlog: the kernel's accept queue; the kernel caps it at net.core.somaxconn.
+        flag: the option that names this address, for the error (--listen, --status).
+
+    Raises:
+        ConfigError: the address cannot be bound (in use, not local, no permission).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -36,10 +54,10 @@ def bind_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.s
     except OSError as exc:
         sock.close()
         raise ConfigError(
-            f"--listen {host}:{port}: {exc.strerror}",
-            "another process uses that port; stop it or choose another --listen",
+            f"{flag} {host}:{port}: {exc.strerror}",
+            f"another process uses that port; stop it or choose another {flag}",
         ) from exc
-    sock.listen(1024)
+    sock.listen(backlog)
     sock.setblocking(False)
     return sock
 
@@ -96,10 +114,12 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, sock: socket.socket | None = None) -> None:
         """Listen (on `sock` if given) and start the sweeper and the file watcher."""
+        backlog = self.config.limits.backlog
         if sock is None:
             host, port = self.config.listen
-            sock = bind_listener(host, port)
-        self.server = await self.loop.create_server(self._protocol, sock=sock)
+            sock = bind_listener(host, port, backlog=backlog)
+        # create_server listens on `sock` again, with its own default of 100 unless told.
+        self.server = await self.loop.create_server(self._protocol, sock=sock, backlog=backlog)
         self._tasks.append(self.loop.create_task(self._sweep()))
         if self.config.reload_interval.total_seconds() > 0:
             self._tasks.append(self.loop.create_task(self._watch()))

@@ -24,20 +24,35 @@ class StatusServer:
         self._ready = ready
         self._metrics = metrics
         self.server: asyncio.Server | None = None
+        self._sock: socket.socket | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Listen; return the bound address."""
-        sock: socket.socket = bind_listener(host, port)
-        self.server = await asyncio.start_server(self._serve, sock=sock)
+    def bind(self, host: str, port: int) -> None:
+        """Take the port now, so that a busy one fails before anything else starts.
+
+        Raises:
+            ConfigError: the port is in use (the message names --status).
+        """
+        self._sock = bind_listener(host, port, flag="--status")
+
+    async def start(self, host: str | None = None, port: int = 0) -> tuple[str, int]:
+        """Serve on the socket bind() took (or bind host:port now); return the address."""
+        if self._sock is None:
+            if host is None:
+                raise TypeError("StatusServer.start() needs host and port unless bind() ran")
+            self.bind(host, port)
+        assert self._sock is not None  # noqa: S101 - bind() set it or raised
+        self.server = await asyncio.start_server(self._serve, sock=self._sock)
         bound = self.server.sockets[0].getsockname()
         return str(bound[0]), int(bound[1])
 
     async def close(self) -> None:
-        """Stop listening."""
+        """Stop listening (also when bind() ran but start() never did)."""
         if self.server is not None:
             self.server.close()
             with contextlib.suppress(Exception):
                 await self.server.wait_closed()
+        elif self._sock is not None:
+            self._sock.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
