@@ -12,7 +12,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from mtlskit.durations import parse_duration
-from mtlskit.errors import ConfigError
+from mtlskit.errors import CertificateLoadError, ConfigError
+from mtlskit.pki.files import read_file
 
 __all__ = [
     "AcmeConfig",
@@ -184,32 +185,87 @@ def _where(dotted: str) -> str:
     return f"'{dotted}' ({_flag(dotted)})"
 
 
+def _port(digits: str, text: str, what: str, hint: str) -> int:
+    """Read the port of `text` (`what` names the flag or key): a number from 0 to 65535."""
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (digits.isascii() and digits.isdigit()):
+        raise ConfigError(f"{what} {text!r}: port {digits!r} is not a number", hint)
+    port = int(digits)
+    if port > 65535:
+        raise ConfigError(f"{what} {text!r}: port {port} is out of range", hint)
+    return port
+
+
 def parse_address(text: str, what: str) -> tuple[str, int]:
-    """Read "host:port" (or "[v6]:port", or ":port" for all interfaces)."""
+    """Read "host:port" (or "[v6]:port", or ":port" for all interfaces); port 0 is any.
+
+    Raises:
+        ConfigError: not host:port, or the port is not a number up to 65535.
+    """
     host, sep, port = text.strip().rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not port:
         raise ConfigError(f"{what} {text!r} is not host:port", "write e.g. 127.0.0.1:8443")
+    hint = "a port is a number from 1 to 65535, or 0 to take any free port"
+    number = _port(port, text, what, hint)
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an explicit ":port" asks for all
-    return host, int(port)
+    return host, number
 
 
-def parse_upstream(text: str) -> UpstreamAddress:
-    """Read http://host:port, tcp://host:port or unix:/path."""
+def parse_upstream(text: str, what: str = "upstream") -> UpstreamAddress:
+    """Read http://host:port, tcp://host:port or unix:/path (`what` names the flag or key).
+
+    Raises:
+        ConfigError: another scheme, a path, or a port that is missing (tcp), 0 or not
+            a number up to 65535.
+    """
     hint = "write http://127.0.0.1:8080, tcp://127.0.0.1:5432 or unix:/run/app.sock"
     if text.startswith("unix:"):
         path = text[len("unix:") :].removeprefix("//")
         if not path:
-            raise ConfigError(f"upstream {text!r} has no socket path", hint)
+            raise ConfigError(f"{what} {text!r} has no socket path", hint)
         return UpstreamAddress("unix", path=path)
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed "["
+        raise ConfigError(f"{what} {text!r} is not a URL ({exc})", hint) from exc
     if parts.scheme not in ("http", "tcp") or not parts.hostname:
-        raise ConfigError(f"upstream {text!r} is not a supported address", hint)
+        raise ConfigError(f"{what} {text!r} is not a supported address", hint)
     if parts.path not in ("", "/"):
-        raise ConfigError(f"upstream {text!r} has a path; paths are passed through as sent", hint)
-    port = parts.port or (80 if parts.scheme == "http" else 0)
-    if not port:
-        raise ConfigError(f"upstream {text!r} needs a port", hint)
+        raise ConfigError(f"{what} {text!r} has a path; paths are passed through as sent", hint)
+    # Not parts.port: it raises ValueError past 65535, and its 0 would be taken for "none".
+    after_host = parts.netloc.rpartition("@")[2].rpartition("]")[2]  # past any [v6]
+    _, sep, digits = after_host.rpartition(":")
+    if sep and digits:
+        port = _port(digits, text, what, "a port is a number from 1 to 65535")
+        if port == 0:
+            raise ConfigError(
+                f"{what} {text!r}: port 0 is not a port a workload can listen on",
+                f"give the port the workload listens on, e.g. {parts.scheme}://127.0.0.1:8080",
+            )
+    elif parts.scheme == "http":
+        port = 80
+    else:
+        raise ConfigError(f"{what} {text!r} needs a port", hint)
     return UpstreamAddress(parts.scheme, host=parts.hostname, port=port)  # type: ignore[arg-type]
+
+
+# The smallest value of each integer key that has one (others take any n >= 0), and why:
+# for these keys 0 does not mean "unlimited", it means a gateway that refuses everyone.
+_INT_MINIMUM: dict[str, tuple[int, str]] = {
+    # nginx's client_header_buffer_size default (1k) is the buffer most request heads fit
+    # in. Below that, a request line, Host and the usual few headers of a real client
+    # (User-Agent, Accept, ...) already overflow and every request would get a 431.
+    "limits.max_header_bytes": (1024, "a smaller head cannot carry a usual request"),
+    "limits.max_connections": (1, "0 would refuse every connection"),
+    # listen(2) takes 0, but then the kernel queues (almost) no connection to accept.
+    "limits.backlog": (1, "the accept queue needs room for one connection"),
+}
+
+
+def _default(dotted: str) -> Any:
+    section, _, name = dotted.rpartition(".")
+    model = {"tls": TLSConfig, "limits": LimitsConfig}[section]
+    return next(f.default for f in fields(model) if f.name == name)
 
 
 def _value(kind: str, raw: Any, dotted: str, base: Path) -> Any:
@@ -225,6 +281,13 @@ def _value(kind: str, raw: Any, dotted: str, base: Path) -> Any:
     if kind == "int":
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
             raise bad("a non-negative integer")
+        minimum, why = _INT_MINIMUM.get(dotted, (0, ""))
+        if raw < minimum:
+            raise ConfigError(
+                f"{_where(dotted)} must be at least {minimum}, not {raw}",
+                f"{why}; set {minimum} or more, or leave it out for the default "
+                f"({_default(dotted)})",
+            )
         return raw
     if kind in ("duration", "duration0"):
         if not isinstance(raw, str):
@@ -248,7 +311,7 @@ def _value(kind: str, raw: Any, dotted: str, base: Path) -> Any:
     if kind == "address?":
         return None if raw in ("", "off") else parse_address(raw, _where(dotted))
     if kind == "upstream":
-        return parse_upstream(raw)
+        return parse_upstream(raw, _where(dotted))
     choices = {
         "mode": ("http", "tcp"),
         "log_format": ("text", "json"),
@@ -392,12 +455,19 @@ def read_toml(path: Path) -> dict[str, Any]:
     """Read a TOML config file.
 
     Raises:
-        ConfigError: missing or unparsable file (with the line TOML complains about).
+        ConfigError: missing, unreadable, not a regular file, over 1 MiB, not UTF-8, or
+            unparsable (with the line TOML complains about).
     """
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"--config {path}: no such file", "give the path of a TOML file") from exc
+        data = read_file(path, "the gateway's TOML settings")
+    except CertificateLoadError as exc:
+        raise ConfigError(f"--config {exc.message}", exc.hint) from exc
+    try:
+        return tomllib.loads(data.decode())
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"--config {path}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})",
+            "TOML files are UTF-8 text; check that this is the config file",
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config {path}: {exc}", "fix the TOML syntax at that line") from exc

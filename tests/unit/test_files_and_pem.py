@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 from mtlskit.durations import format_duration, parse_duration
 from mtlskit.errors import CertificateLoadError, ConfigError, OutputExistsError
 from mtlskit.pki import CertificateAuthority
-from mtlskit.pki.files import PRIVATE, OutputFile, read_password, write_files
+from mtlskit.pki.files import PRIVATE, OutputFile, read_file, read_password, write_files
 from mtlskit.pki.pem import key_matches_certificate, load_certificates, load_private_key
 
 
@@ -43,6 +45,59 @@ def test_password_file(tmp_path: Path) -> None:
         read_password(tmp_path / "e")
     with pytest.raises(ConfigError, match="cannot read"):
         read_password(tmp_path / "missing")
+
+
+def test_read_file_reads_a_regular_file_up_to_its_limit(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    assert read_file(tmp_path / "f", "a file", max_bytes=100) == b"x" * 100
+    with pytest.raises(CertificateLoadError, match=r"is 100 bytes, over the 99 bytes limit") as e:
+        read_file(tmp_path / "f", "a certificate", max_bytes=99)
+    assert e.value.path == tmp_path / "f" and e.value.exit_code == 2
+    # several read() pieces, and a limit that is not a whole unit
+    (tmp_path / "g").write_bytes(b"y" * (3 * 1024 * 1024 + 5))
+    assert len(read_file(tmp_path / "g", "a CRL", max_bytes=3 * 1024 * 1024 + 5)) == 3145733
+
+
+def _fifo(tmp_path: Path) -> Path:
+    os.mkfifo(tmp_path / "fifo")
+    return tmp_path / "fifo"
+
+
+@pytest.mark.timeout(10)  # a regression blocks in open() on the FIFO
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda p: Path("/dev/zero"), "is a character device"),  # was read until out of memory
+        (_fifo, r"is a FIFO \(named pipe\)"),
+        (lambda p: p, "is a directory"),
+    ],
+)
+def test_read_file_refuses_what_is_not_a_regular_file(tmp_path: Path, make, kind: str) -> None:
+    path = make(tmp_path)
+    with pytest.raises(CertificateLoadError, match=kind) as e:
+        read_file(path, "a certificate")
+    assert e.value.path == path and "regular file" in e.value.hint
+
+
+def test_read_file_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A permission error, as a non-root user gets it from a mode-000 file (root is let in).
+    (tmp_path / "k").write_bytes(b"key")
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(CertificateLoadError, match="cannot read: Permission denied") as e:
+        read_file(tmp_path / "k", "a key")
+    assert e.value.hint == "check the path and its permissions"
+
+
+@pytest.mark.timeout(10)
+def test_read_file_refuses_a_unix_socket(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "s"))
+        with pytest.raises(CertificateLoadError, match="is a socket"):
+            read_file(tmp_path / "s", "a certificate")
 
 
 @pytest.mark.parametrize(

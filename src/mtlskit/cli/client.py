@@ -207,11 +207,16 @@ def _yes(value: bool | None) -> str:
     return "unknown" if value is None else "yes" if value else "NO"
 
 
+# --data @file is held in memory and sent with a Content-Length, as curl does: 1 GiB is
+# more than any API call carries, and still stops a wrong path (a disk image) early.
+_BODY_MAX_BYTES = 1024**3
+
+
 def _body(data: str | None) -> bytes:
     if data is None:
         return b""
     if data.startswith("@"):
-        return read_file(data[1:], "the request body")
+        return read_file(data[1:], "the request body", max_bytes=_BODY_MAX_BYTES)
     return data.encode()
 
 

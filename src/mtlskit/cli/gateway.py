@@ -98,7 +98,8 @@ def register(groups: Any) -> None:
 
 def _int(flag: str) -> Any:
     def parse(text: str) -> int:
-        if not text.isdigit():
+        # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+        if not (text.isascii() and text.isdigit()):
             raise argparse.ArgumentTypeError(f"{flag} needs a non-negative integer")
         return int(text)
 
@@ -124,7 +125,9 @@ def build_config(args: argparse.Namespace) -> Any:
         section, _, key = dotted.rpartition(".")
         target = data.setdefault(section, {}) if section else data
         if not isinstance(target, dict):
-            raise ConfigError(f"'{section}' in --config must be a table", "")
+            raise ConfigError(
+                f"'{section}' in --config must be a table", f"write it as a [{section}] section"
+            )
         target[key] = value
     for item in args.header or []:
         name, sep, template = item.partition("=")

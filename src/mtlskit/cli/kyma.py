@@ -159,7 +159,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     docs: list[tuple[str, Any]] = []
     for path in _yaml_files(args.files):
-        text = read_file(path, "Kubernetes manifests (YAML)")
+        # One object is at most about 1.5 MiB (etcd's request limit), but a file may hold a
+        # whole `helm template` or `kubectl get -o yaml` dump: a few MB, rarely tens.
+        text = read_file(path, "Kubernetes manifests (YAML)", max_bytes=64 * 1024 * 1024)
         try:
             loaded = list(yaml.safe_load_all(text))
         except yaml.YAMLError as exc:

@@ -12,7 +12,7 @@ from cryptography import x509
 
 from mtlskit.cli._common import print_json, print_notes
 from mtlskit.errors import ConfigError
-from mtlskit.pki.files import read_file
+from mtlskit.pki.files import CRL_MAX_BYTES, read_file
 from mtlskit.pki.pem import load_certificates, load_crl
 from mtlskit.trust import (
     RevocationList,
@@ -119,7 +119,7 @@ def load_trust(path: str) -> TrustSource:
 def _load_crls(paths: list[str], candidates: list[x509.Certificate]) -> tuple[RevocationList, ...]:
     loaded = []
     for path in paths:
-        crl = load_crl(read_file(path, "a CRL"), path)
+        crl = load_crl(read_file(path, "a CRL", max_bytes=CRL_MAX_BYTES), path)
         loaded.append(load_crl_set(crl, candidates))
     return tuple(loaded)
 

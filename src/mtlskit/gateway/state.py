@@ -17,7 +17,7 @@ from mtlskit.identity import (
     PeerIdentity,
     build_identity_block,
 )
-from mtlskit.pki.files import read_file
+from mtlskit.pki.files import CRL_MAX_BYTES, read_file
 from mtlskit.pki.pem import load_crl
 from mtlskit.policy import AccessPolicy, CompiledPolicy, Decision, compile_policy, evaluate
 from mtlskit.tlsconfig import ServerContext, server_context
@@ -121,7 +121,7 @@ def _load_crls(
 ) -> tuple[RevocationList, ...]:
     lists = []
     for path in config.tls.crl:
-        crl = load_crl(read_file(path, "a CRL"), path)
+        crl = load_crl(read_file(path, "a CRL", max_bytes=CRL_MAX_BYTES), path)
         loaded = load_crl_set(crl, tls.client_cas)
         if loaded.signer is None or loaded.problem:
             why = (
