@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,92 @@ def test_new_path_syntax_passes(clean) -> None:
     for path in ("/{**}", "/orders/{*}/items/{**}", "/healthz"):
         _kind(clean, "APIRule")["spec"]["rules"][0]["path"] = path
         assert _codes(clean) == []
+
+
+# A policy as people write it by hand: a DENY on the ingress gateway for the mTLS host.
+HAND_WRITTEN = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: orders-clients
+  namespace: istio-system
+spec:
+  selector:
+    matchLabels:
+      istio: ingressgateway
+  action: {action}
+  rules:
+    - from:
+        - source:
+            notPrincipals: ["example.org/ns/shop/sa/web"]
+      to:
+        - operation:
+            {field}: {hosts}
+"""
+
+
+def _policy(hosts: list[str], action: str = "DENY", field: str = "hosts") -> dict[str, Any]:
+    text = HAND_WRITTEN.format(action=action, field=field, hosts=json.dumps(hosts))
+    doc: dict[str, Any] = yaml.safe_load(text)
+    return doc
+
+
+def test_deny_policy_with_only_the_exact_host(kyma_cli, tmp_path: Path) -> None:
+    # Host: orders.mtls.example.com:443 is routed to the workload and matches no DENY rule.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(_policy(["orders.mtls.example.com"])))
+    result = kyma_cli("kyma", "check", policy)
+    assert result.code == 1
+    assert "AuthorizationPolicy istio-system/orders-clients: [host-without-port]" in result.out
+    assert "lists 'orders.mtls.example.com' but not 'orders.mtls.example.com:*'" in result.out
+    assert "including its port and does not strip the port by default" in result.out
+    assert "  fix: add 'orders.mtls.example.com:*' to the same list" in result.out
+    [finding] = check_manifests([("p.yaml#1", _policy(["orders.mtls.example.com"]))])
+    assert finding.what.startswith("rules[0].to[0].operation.hosts lists")
+    assert "a client it should deny gets through" in finding.why
+
+
+def test_deny_policy_with_both_host_forms_passes(kyma_cli, tmp_path: Path) -> None:
+    both = tmp_path / "policy.yaml"
+    both.write_text(
+        yaml.safe_dump(_policy(["orders.mtls.example.com", "orders.mtls.example.com:*"]))
+    )
+    result = kyma_cli("kyma", "check", both)
+    assert result.code == 0 and result.out.startswith("ok: no known pitfall in 1 object(s)")
+    # other spellings that cover the port: a prefix pattern, any host, another case
+    for hosts in (
+        ["orders.mtls.example.com*"],
+        ["orders.mtls.example.com", "*"],
+        ["Orders.MTLS.example.com", "orders.mtls.example.com:*"],
+    ):
+        assert _codes([_policy(hosts)]) == [], hosts
+    # the control: the same policy without the port form is flagged
+    assert _codes([_policy(["orders.mtls.example.com"])]) == ["host-without-port"]
+
+
+@pytest.mark.parametrize(
+    ("hosts", "action", "field", "said"),
+    [
+        (["orders.mtls.example.com"], "ALLOW", "notHosts", "this ALLOW rule admits it"),
+        (["orders.mtls.example.com"], "ALLOW", "hosts", "istio/istio#44080"),
+        (["orders.mtls.example.com"], "CUSTOM", "hosts", "skips its external authorizer"),
+        (["orders.mtls.example.com", "orders.mtls.example.com:443"], "DENY", "hosts", "gets"),
+        (["*.mtls.example.com"], "DENY", "hosts", "'x.mtls.example.com:443'"),
+    ],
+)
+def test_port_gaps_by_action_and_field(hosts, action: str, field: str, said: str) -> None:
+    [finding] = check_manifests([("p.yaml#1", _policy(hosts, action, field))])
+    assert finding.code == "host-without-port"
+    assert said in finding.why
+    assert repr(hosts[0]) in finding.what
+    if hosts[0].startswith("*"):  # a suffix pattern cannot carry ':*'
+        assert "as 'name' and 'name:*'" in finding.fix
+
+
+def test_audit_policies_and_port_forms_are_not_flagged() -> None:
+    assert _codes([_policy(["orders.mtls.example.com"], "AUDIT")]) == []
+    assert _codes([_policy(["orders.mtls.example.com:*", "orders.mtls.example.com:8443"])]) == []
+    assert _codes([_policy(["orders.mtls.example.com"])]) == ["host-without-port"]
 
 
 def test_every_code_has_a_test() -> None:

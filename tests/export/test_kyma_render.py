@@ -11,7 +11,15 @@ import pytest
 import yaml
 
 from mtlskit.config import load_gateway_config, read_toml
-from mtlskit.export import ExportError, KymaInputs, KymaOptions, render_kyma, to_yaml
+from mtlskit.export import (
+    ExportError,
+    KymaInputs,
+    KymaOptions,
+    check_manifests,
+    object_file_names,
+    render_kyma,
+    to_yaml,
+)
 from mtlskit.export.kyma import dns_covers
 from mtlskit.pki import CertificateAuthority
 
@@ -147,7 +155,9 @@ def test_spiffe_ids_become_principals_and_the_rest_is_named(demo: Demo) -> None:
     policy = next(o for o in export.objects if o["kind"] == "AuthorizationPolicy")
     rule = policy["spec"]["rules"][0]
     assert rule["from"] == [{"source": {"notPrincipals": ["example.org/ns/shop/sa/web"]}}]
-    assert rule["to"] == [{"operation": {"hosts": ["api.mtls.example.com"]}}]
+    assert rule["to"] == [
+        {"operation": {"hosts": ["api.mtls.example.com", "api.mtls.example.com:*"]}}
+    ]
     subjects = [w.subject for w in export.warnings]
     for rule_text in (
         "policy.allow_cn = 'alice'",
@@ -160,6 +170,37 @@ def test_spiffe_ids_become_principals_and_the_rest_is_named(demo: Demo) -> None:
     assert any("does not cover" in w.what for w in export.warnings)
     tls = next(o for o in export.objects if o.get("type") == "kubernetes.io/tls")
     assert "ca.crt" not in tls["data"]  # istio/istio#29856
+
+
+# The comment above the DENY rule's hosts: the why of the port form, where a reader sees it.
+_HOSTS_WHY = re.compile(
+    r"^( +)# name and name:\*: .*Host header with its port.*\n(?:\1#.*\n)*\1hosts:$", re.M
+)
+
+
+@pytest.mark.parametrize("case", sorted(c for c in CASES if c != "allow-all"))
+def test_deny_rule_matches_every_host_with_and_without_a_port(demo: Demo, case: str) -> None:
+    # Istio matches Host: name:443 against hosts as is: the name alone lets the port form by.
+    policy_text, options = CASES[case]
+    _, export = _render(demo, policy_text, **options)
+    exposed = [h for o in export.objects if o["kind"] == "APIRule" for h in o["spec"]["hosts"]]
+    policies = [o for o in export.objects if o["kind"] == "AuthorizationPolicy"]
+    assert exposed and policies
+    for policy in policies:
+        assert policy["spec"]["action"] == "DENY"
+        for rule in policy["spec"]["rules"]:
+            for to in rule["to"]:
+                hosts = to["operation"]["hosts"]
+                assert all(h in hosts and f"{h}:*" in hosts for h in exposed), hosts
+    # the YAML says why, above the hosts, in the stream and in the one-file-per-object form
+    assert len(_HOSTS_WHY.findall(to_yaml(export.objects, export.warnings))) == len(policies)
+    files = dict(object_file_names(export.objects, export.warnings))
+    assert [n for n, body in files.items() if _HOSTS_WHY.search(body)] == [
+        n for n in files if "-authorizationpolicy-" in n
+    ]
+    # and kyma check finds no port gap in what render wrote
+    found = check_manifests([(case, o) for o in export.objects])
+    assert "host-without-port" not in [f.code for f in found]
 
 
 def test_allow_all_needs_no_policy(demo: Demo) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -18,6 +18,7 @@ from mtlskit.pki.pem import certs_to_pem, load_certificates
 
 __all__ = [
     "INGRESS_NAMESPACE",
+    "YAML_COMMENTS",
     "ExportWarning",
     "KymaExport",
     "KymaInputs",
@@ -34,6 +35,25 @@ _LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _DOMAIN: Final = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]{2,63}")
 _MIN_VERSION: Final = {"1.2": "TLSV1_2", "1.3": "TLSV1_3"}
 ServerCert = Literal["acme", "files"]
+# A key inside a manifest, from its root: mapping keys, None for every item of a list.
+KeyPath = tuple[str | None, ...]
+
+# Istio matches an AuthorizationPolicy's hosts against the Host header with its port, and its
+# gateways keep the port (ISTIO_GATEWAY_STRIP_HOST_PORT is off by default, istio/istio#25350):
+# `Host: name:443` is routed to `name` but matches no rule that lists only `name`
+# (istio/istio#44080). The YAML says so where a reader sees the doubled hosts.
+YAML_COMMENTS: Final[Mapping[str, tuple[tuple[KeyPath, tuple[str, ...]], ...]]] = {
+    "AuthorizationPolicy": (
+        (
+            ("spec", "rules", None, "to", None, "operation", "hosts"),
+            (
+                "name and name:*: Istio matches hosts against the Host header with its port",
+                "(Host: name:443) and does not strip the port by default; with the name alone,",
+                "a client outside the allow list gets past this rule by adding the port.",
+            ),
+        ),
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +287,11 @@ def _principal(pattern: str) -> str | None:
     return pattern[len("spiffe://") :]
 
 
+def _with_ports(hosts: Sequence[str]) -> list[str]:
+    """Each host as `name` and `name:*` (Istio prefix match: any port); see YAML_COMMENTS."""
+    return [form for host in hosts for form in (host, f"{host}:*")]
+
+
 def _authorization(
     config: GatewayConfig, opts: KymaOptions, warnings: list[ExportWarning]
 ) -> list[dict[str, Any]]:
@@ -306,11 +331,12 @@ def _authorization(
             )
         )
     # DENY, not ALLOW: an ALLOW policy on the shared ingress gateway would deny every
-    # other host it serves. Deny this host to every client that no expressible rule admits.
+    # other host it serves. Deny this host to every client that no expressible rule admits,
+    # with and without a port in the Host header, or the port form slips past the DENY.
     rule: dict[str, Any] = {}
     if principals:
         rule["from"] = [{"source": {"notPrincipals": principals}}]
-    rule["to"] = [{"operation": {"hosts": [opts.fqdn]}}]
+    rule["to"] = [{"operation": {"hosts": _with_ports([opts.fqdn])}}]
     meta = _meta(f"{opts.gateway_name}-{opts.service}-clients", INGRESS_NAMESPACE)
     if denied:
         meta["annotations"] = {"mtlskit.dev/rules-not-expressed": "; ".join(denied)}
@@ -349,8 +375,9 @@ def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs)
     In apply order: the client CA Secret `<credential>-cacert` (key `cacert`), the server
     certificate (Gardener Certificate or a kubernetes.io/tls Secret), an optional DNSEntry,
     the Istio Gateway (MUTUAL), the APIRule v2 carrying the gateway's [headers], and an
-    AuthorizationPolicy for the allow rules. Rules Istio cannot express are denied at the
-    gateway (fail closed) and each one is named in a warning.
+    AuthorizationPolicy for the allow rules, matching the host as `name` and `name:*`.
+    Rules Istio cannot express are denied at the gateway (fail closed) and each one is
+    named in a warning.
 
     Raises:
         ExportError: a bad option, or a client CA that is not a CA.
