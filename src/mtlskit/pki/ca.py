@@ -254,7 +254,11 @@ class CertificateAuthority:
                 "the two files come from different CAs; restore the matching pair",
             ) from exc
         store = CertStore(directory / DATABASE, lock_timeout=lock_timeout)
-        recorded = store.meta("intermediate_sha256")
+        try:
+            recorded = store.meta("intermediate_sha256")
+        except BaseException:
+            store.close()
+            raise
         if recorded != intermediate.fingerprint(hashes.SHA256()).hex():
             store.close()
             raise DatabaseError(

@@ -128,9 +128,13 @@ class CertStore:
         uri = f"file:{path}?mode=ro" if self.read_only else f"file:{path}?mode=rw"
         try:
             self._conn = sqlite3.connect(uri, uri=True, timeout=lock_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._map(exc) from exc
+        try:
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("SELECT count(*) FROM meta").fetchone()
         except sqlite3.Error as exc:
+            self._conn.close()  # a locked or foreign file: do not leave the handle open
             raise self._map(exc) from exc
 
     @classmethod
