@@ -1,12 +1,13 @@
 # mtlskit: two commands on a fresh Debian machine with python3.
 #   make demo   install into .venv, show the seed's whole flow working, keep the gateway up
-#   make test   install with test extras and run lint + the whole test suite
+#   make test   install with test extras, lint, and run the whole test suite on every
+#               CPython 3.11+ on the machine (.venv, plus .venv-3.N for each other version)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo walkthrough test lint pytest conformance clean
+.PHONY: demo walkthrough test lint pytest pytest-one conformance clean
 
 RUN_STAMP  := $(VENV)/.installed-run
 
@@ -33,9 +34,15 @@ walkthrough: $(RUN_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check src tests bench scripts conformance
 	$(BIN)/mypy
 
+# Every CPython 3.11+ found (PATH, pyenv, /usr/bin), each in its own venv; names them.
 pytest: $(STAMP)
+	./scripts/test-pythons.sh
+
+# Only .venv's Python (quicker, while developing).
+pytest-one: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint pytest
@@ -45,4 +52,4 @@ conformance: $(STAMP)
 	$(BIN)/python conformance/limbo.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) $(VENV)-3.* .pytest_cache .mypy_cache .ruff_cache .demo

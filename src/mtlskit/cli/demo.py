@@ -40,11 +40,17 @@ def register(groups: Any) -> None:
         description="Create a CA and certificates, start a workload and the mTLS gateway, "
         "make three real calls, then keep the gateway running until Ctrl-C.",
     )
-    p.add_argument("--dir", metavar="DIR", help="where the demo's CA and certificates live "
-                   "(default: ~/.local/share/mtlskit/demo)")
+    p.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="where the demo's CA and certificates live (default: ~/.local/share/mtlskit/demo)",
+    )
     p.add_argument("--port", type=int, default=8443, help="gateway port (default 8443; 0: any)")
-    p.add_argument("--once", action="store_true",
-                   help="stop after the three calls; exit 0 only if each went as expected")
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="stop after the three calls; exit 0 only if each went as expected",
+    )
     p.set_defaults(handler=cmd_demo)
 
 
@@ -206,10 +212,14 @@ def _run(
         results.append(_show(_call(url, trust, files, who), who, out))
     out.heading("try it yourself (in another terminal)")
     certs = files["demo-client.key"].parent
-    print(f"curl --cacert {files['root']} --cert {certs}/demo-client.chain.pem \\\n"
-          f"     --key {certs}/demo-client.key https://localhost:{port}/hello")
-    print(f"mtlskit probe localhost:{port} --ca {files['root']} "
-          f"--cert {certs}/demo-client.chain.pem --key {certs}/demo-client.key")
+    print(
+        f"curl --cacert {files['root']} --cert {certs}/demo-client.chain.pem \\\n"
+        f"     --key {certs}/demo-client.key https://localhost:{port}/hello"
+    )
+    print(
+        f"mtlskit probe localhost:{port} --ca {files['root']} "
+        f"--cert {certs}/demo-client.chain.pem --key {certs}/demo-client.key"
+    )
     print(f"mtlskit request --trace {url} --ca {files['root']} "
           f"--cert {certs}/intruder.chain.pem --key {certs}/intruder.key")  # fmt: skip
     if args.once:
