@@ -59,7 +59,7 @@ def test_connection_named_fields_go_but_framing_and_ours_stay() -> None:
     out = _rewrite(
         [
             (b"Host", b"a"),
-            (b"Connection", b"X-Client, x-a, Host, Content-Length"),
+            (b"Connection", b"X-Client, x_a, Host, Content_Length"),
             (b"Connection", b"X-B"),
             (b"X-A", b"1"),
             (b"x-b", b"2"),
