@@ -11,6 +11,8 @@ need=()
 if [ "${1:-}" = test ]; then
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
+  # ss reads a listening socket's accept queue (the gateway's listen backlog test)
+  command -v ss >/dev/null || need+=(iproute2)
   # pebble (Let's Encrypt's ACME test server, with pebble-challtestsrv) for tests/acme
   { command -v pebble && command -v pebble-challtestsrv; } >/dev/null || need+=(pebble)
 fi

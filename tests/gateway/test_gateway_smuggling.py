@@ -156,6 +156,17 @@ def test_upgrade_becomes_a_tunnel_only_after_101(pki: PKI) -> None:
         gw.wait_for_log('"GET /chat" 101')
 
 
+def test_a_refused_upgrade_with_connection_close_is_the_last_request(pki: PKI) -> None:
+    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, _tls(pki, gw) as tls:
+        upgrade = UPGRADE.replace(b"Connection: Upgrade", b"Connection: Upgrade, close")
+        tls.sendall(upgrade + b"GET /after HTTP/1.1\r\nHost: localhost\r\n" + SPOOF + b"\r\n")
+        responses = Responses(tls)
+        assert responses.next()[0] == 404
+        assert tls.recv(4096) == b""  # closed after the answer; nothing more was read
+        assert [r.target for r in rec.requests()] == ["/chat"]
+        assert b"/after" not in rec.raw()
+
+
 def test_h2c_upgrade_is_not_a_tunnel(pki: PKI) -> None:
     with recording_upstream() as rec, _gateway(pki, rec.url) as gw, _tls(pki, gw) as tls:
         h2c = (

@@ -100,7 +100,6 @@ class HTTPConnection(Connection):
         assert self.state is not None and self.identity is not None  # noqa: S101
         self.parser: Any = httptools.HttpRequestParser(self)
         watcher = _ResponseWatcher if self.gateway.config.access_log else _QuietWatcher
-        self.watcher_class = watcher
         self.watcher: _ResponseWatcher | None = watcher(self)
         # Fixed per connection: who the client is never changes on a connection.
         try:
@@ -293,10 +292,10 @@ class HTTPConnection(Connection):
         else:
             self.gateway.metrics.response(status)
         if not self.requests:
-            if self.held is not None:
-                self._upgrade_refused()
-            elif self.last_request and not self.in_body:
+            if self.last_request and not self.in_body:
                 self.close()  # the client asked for this to be the last response
+            elif self.held is not None:
+                self._upgrade_refused()
 
     def _upgrade_refused(self) -> None:
         """The workload answered the upgrade request without 101: go on speaking HTTP."""
@@ -343,13 +342,8 @@ class HTTPConnection(Connection):
             return
         if self.requests and not self.in_response:
             # The workload hung up without answering the request in flight.
-            self.gateway.metrics.upstream_errors.labels("reset").inc()
-            self.gateway.log_event(
-                "upstream_error",
-                f"{self.client_ip}: the upstream closed the connection without a response",
-                level="warning",
-            )
-            self.reply(502, "the upstream closed the connection without a response")
+            message = "the upstream closed the connection without a response"
+            self._upstream_fault("reset", message, answer=502)
             return
         watcher = self.watcher
         if self.in_response and watcher is not None:
@@ -360,7 +354,8 @@ class HTTPConnection(Connection):
             self.response_done(watcher.parser.get_status_code(), watcher.body_bytes)
         self.close()
 
-    def _upstream_fault(self, kind: str, message: str) -> None:
+    def _upstream_fault(self, kind: str, message: str, *, answer: int = 0) -> None:
+        """Count and log a real upstream failure; answer `answer` if nothing was sent yet."""
         self.gateway.metrics.upstream_errors.labels(kind).inc()
         method, target = self.requests[0][:2] if self.requests else (b"-", b"-")
         self.gateway.log_event(
@@ -369,7 +364,10 @@ class HTTPConnection(Connection):
             f"{target.decode('latin-1')[:200]})",
             level="warning",
         )
-        self.close()
+        if answer:
+            self.reply(answer, message)
+        else:
+            self.close()
 
     def upstream_failed(self, kind: str) -> None:
         if kind == "timeout":
