@@ -17,7 +17,7 @@ import pytest
 import mtlskit.gateway.run
 from mtlskit.config import GatewayConfig
 from mtlskit.gateway.state import load_state
-from tests.gateway.harness import PKI, make_pki
+from tests.gateway.harness import PKI, gateway_argv, make_pki
 
 MiB = 1024 * 1024
 
@@ -42,20 +42,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[GatewayConfig]:
 
 
 def _gateway(run_cli, pki: PKI, *extra: str | Path, **replace: str | Path):
-    flags: dict[str, str | Path] = {
-        "--listen": "127.0.0.1:0",
-        "--upstream": "http://127.0.0.1:9",
-        "--cert": pki["server.chain.pem"],
-        "--key": pki["server.key"],
-        "--client-ca": pki["root.crt"],
-        "--workers": "1",
-        "--allow-all": "",
-    }
-    flags.update({"--" + k.replace("_", "-"): v for k, v in replace.items()})
-    argv: list[str | Path] = ["gateway"]
-    for flag, value in flags.items():
-        argv += [flag] if value == "" else [flag, value]
-    return run_cli(*argv, *extra)
+    return run_cli(*gateway_argv(pki, *extra, **replace))
 
 
 def _one_error(result, *needles: str) -> None:

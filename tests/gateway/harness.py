@@ -146,3 +146,26 @@ def curl_as(pki: PKI, name: str | None, url: str, *extra: str) -> Any:
     if name is not None:
         args += ["--cert", pki[f"{name}.chain.pem"], "--key", pki[f"{name}.key"]]
     return curl(*args, *extra, url)
+
+
+def gateway_argv(pki: PKI, *extra: str | Path, **replace: str | Path | None) -> list[str | Path]:
+    """`mtlskit gateway ...` arguments for the test PKI, with --allow-all, on 127.0.0.1:0.
+
+    Keys of `replace` name flags (`cert` or `--cert`, `max_header_bytes`); a value ""
+    gives the bare flag and None leaves the flag out (e.g. allow_all=None: no rule).
+    """
+    flags: dict[str, str | Path | None] = {
+        "--listen": "127.0.0.1:0",
+        "--upstream": "http://127.0.0.1:9",
+        "--cert": pki["server.chain.pem"],
+        "--key": pki["server.key"],
+        "--client-ca": pki["root.crt"],
+        "--workers": "1",
+        "--allow-all": "",
+    }
+    flags.update({"--" + k.removeprefix("--").replace("_", "-"): v for k, v in replace.items()})
+    argv: list[str | Path] = ["gateway"]
+    for flag, value in flags.items():
+        if value is not None:
+            argv += [flag] if value == "" else [flag, value]
+    return [*argv, *extra]

@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from mtlskit.echo import EchoServer, TCPEchoServer
-from tests.gateway.harness import PKI, client_context, curl_as, gateway_config, running_gateway
+from tests.gateway.harness import (
+    PKI,
+    client_context,
+    curl_as,
+    gateway_argv,
+    gateway_config,
+    running_gateway,
+)
 
 
 def _served_cert(port: int, pki: PKI) -> bytes:
@@ -122,41 +129,24 @@ def test_handshake_timeout_is_logged(pki: PKI, echo: EchoServer) -> None:
 
 
 # -- configuration that must fail at start -----------------------------------------------------
-def _gateway_cli(run_cli, pki: PKI, *extra: str | Path, **replace: str | Path):
-    flags: dict[str, str | Path] = {
-        "--listen": "127.0.0.1:0",
-        "--upstream": "http://127.0.0.1:9",
-        "--cert": pki["server.chain.pem"],
-        "--key": pki["server.key"],
-        "--client-ca": pki["root.crt"],
-        "--workers": "1",
-    }
-    flags.update(replace)
-    argv: list[str | Path] = ["gateway"]
-    for flag, value in flags.items():
-        if value != "":
-            argv += [flag, value]
-    return run_cli(*argv, *extra)
-
-
 @pytest.mark.parametrize(
     ("extra", "replace", "needle"),
     [
-        (["--allow-all"], {"--cert": "/nonexistent/chain.pem"}, "no such file"),
-        (["--allow-all"], {"--key": "alice.key"}, "does not match"),
-        (["--allow-all"], {"--client-ca": "alice.crt"}, "is not a CA certificate"),
-        ([], {}, "no allow rule"),
-        (["--allow-all"], {"--cert": "alice.chain.pem", "--key": "alice.key"}, "not a server"),
-        (["--allow-all", "--allow-uri", "spiffe://td/***"], {}, "--allow-uri"),
-        (["--allow-all"], {"--upstream": "ftp://x"}, "upstream"),
-        (["--allow-all", "--header", "X-A=%DOWNSTREAM_PEER_NOPE%"], {}, "DOWNSTREAM_PEER_NOPE"),
+        ([], {"--cert": "/nonexistent/chain.pem"}, "no such file"),
+        ([], {"--key": "alice.key"}, "does not match"),
+        ([], {"--client-ca": "alice.crt"}, "is not a CA certificate"),
+        ([], {"--allow-all": None}, "no allow rule"),
+        ([], {"--cert": "alice.chain.pem", "--key": "alice.key"}, "not a server"),
+        (["--allow-uri", "spiffe://td/***"], {}, "--allow-uri"),
+        ([], {"--upstream": "ftp://x"}, "upstream"),
+        (["--header", "X-A=%DOWNSTREAM_PEER_NOPE%"], {}, "DOWNSTREAM_PEER_NOPE"),
     ],
 )
 def test_bad_config_fails_at_start_with_one_line(
-    run_cli, pki: PKI, extra: list[str], replace: dict[str, str], needle: str
+    run_cli, pki: PKI, extra: list[str], replace: dict[str, str | None], needle: str
 ) -> None:
     resolved = {k: (pki[v] if v in pki.files else v) for k, v in replace.items()}
-    r = _gateway_cli(run_cli, pki, *extra, **resolved)
+    r = run_cli(*gateway_argv(pki, *extra, **resolved))
     assert r.code == 2, r.err
     lines = r.err.strip().splitlines()
     assert len(lines) <= 2 and lines[0].startswith("error: ") and needle in r.err
@@ -175,7 +165,7 @@ def test_unknown_toml_key_and_port_in_use(run_cli, pki: PKI, tmp_path: Path) -> 
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        r = _gateway_cli(run_cli, pki, "--allow-all", **{"--listen": f"127.0.0.1:{port}"})
+        r = run_cli(*gateway_argv(pki, listen=f"127.0.0.1:{port}"))
     assert r.code == 2
     assert "Address already in use" in r.err and "--listen" in r.err
 
