@@ -1,18 +1,34 @@
-"""The only place TLS options are set: server and client SSLContexts, hardened, with reasons."""
+"""The only place TLS options are set: the gateway's pyOpenSSL context, clients' SSLContexts.
+
+The gateway serves with pyOpenSSL's SSL module on the OpenSSL inside the `cryptography`
+wheel (newer and about twice as fast per handshake as the system's); clients (`mtlskit
+request`, the probe) use the stdlib `ssl` module, which is all they need.
+"""
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final, Protocol
 
 from cryptography import x509
+from OpenSSL import SSL
 
-from mtlskit._openssl_ca_names import advertise_client_ca_names
 from mtlskit.errors import TLSConfigError
 from mtlskit.pki.files import read_file
 from mtlskit.pki.pem import key_matches_certificate, load_certificates, load_private_key
 
-__all__ = ["TLS12_CIPHERS", "ServerContext", "client_context", "server_context"]
+__all__ = [
+    "SESSION_TIMEOUT",
+    "TLS12_CIPHERS",
+    "ServerContext",
+    "VerifyRecord",
+    "client_context",
+    "load_client_cas",
+    "server_context",
+]
 
 # TLS 1.2 suites: ECDHE for forward secrecy, AEAD only (no CBC: Lucky13, POODLE-TLS), in the
 # order Mozilla's "intermediate" profile uses. TLS 1.3 suites are all AEAD already.
@@ -22,6 +38,17 @@ TLS12_CIPHERS = (
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+_SERVER_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
+# How long a client may resume its session, as nginx's ssl_session_timeout: a reload starts
+# a new context (and session cache), so a revoked certificate never resumes past one.
+SESSION_TIMEOUT: Final = 300
+_SESSION_ID_CONTEXT: Final = b"mtlskit-gateway"
+# OpenSSL's X509_V_FLAG_CRL_CHECK (include/openssl/x509_vfy.h): check the leaf against the
+# CRL of its issuer. pyOpenSSL names it only in OpenSSL.crypto, which we do not use.
+_X509_V_FLAG_CRL_CHECK: Final = 0x4
+# X509_V_ERR_* codes the verify callback handles itself (x509_vfy.h).
+_UNABLE_TO_GET_CRL: Final = 3
+_CRL_HAS_EXPIRED: Final = 12
 
 
 def _harden(ctx: ssl.SSLContext, min_version: str) -> None:
@@ -32,30 +59,41 @@ def _harden(ctx: ssl.SSLContext, min_version: str) -> None:
     ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
 
 
-class ServerContext:
-    """A server SSLContext and what was learned while building it.
+class VerifyRecord(Protocol):
+    """What each connection's app data offers the verify callback to write into.
 
     Attributes:
-        context: the ssl.SSLContext to serve with.
-        chain: the server's certificates as loaded (leaf first).
-        client_cas: the client CA certificates (trust anchors).
-        ca_names_note: None when client CA names are advertised, else why not.
+        verify_errors: (depth, X509_V_ERR code, certificate) of every certificate OpenSSL
+            refused, in the order it checked them (the root first, the leaf last).
     """
 
-    def __init__(
-        self,
-        context: ssl.SSLContext,
-        chain: list[x509.Certificate],
-        client_cas: list[x509.Certificate],
-        ca_names_note: str | None,
-    ) -> None:
-        self.context = context
-        self.chain = chain
-        self.client_cas = client_cas
-        self.ca_names_note = ca_names_note
+    verify_errors: list[tuple[int, int, x509.Certificate]]
 
 
-def _check_ca_file(path: Path) -> list[x509.Certificate]:
+@dataclass(frozen=True, slots=True, eq=False)
+class ServerContext:
+    """A pyOpenSSL server context and what was learned while building it.
+
+    Attributes:
+        context: the SSL.Context every connection of one gateway state is made with.
+        chain: the server's certificates as loaded (leaf first).
+        client_cas: the client CA certificates (trust anchors).
+        server_uris: the server leaf's URI SANs (XFCC `By=`, as Envoy sends it).
+    """
+
+    context: SSL.Context
+    chain: tuple[x509.Certificate, ...]
+    client_cas: tuple[x509.Certificate, ...]
+    server_uris: tuple[str, ...]
+
+
+def load_client_cas(path: Path) -> list[x509.Certificate]:
+    """The client CA bundle, every certificate of which must be a CA.
+
+    Raises:
+        CertificateLoadError: unreadable or not certificates.
+        TLSConfigError: a certificate in it is not a CA.
+    """
     cas = load_certificates(read_file(path, "the client CA certificate(s)"), path)
     for cert in cas:
         try:
@@ -71,6 +109,35 @@ def _check_ca_file(path: Path) -> list[x509.Certificate]:
     return cas
 
 
+_VerifyCallback = Callable[[SSL.Connection, Any, int, int, int], bool]
+_AlpnCallback = Callable[[SSL.Connection, list[bytes]], Any]
+
+
+def _verify_callback(crl_issuers: frozenset[x509.Name]) -> _VerifyCallback:
+    """OpenSSL's verification, with each refusal recorded for the explanation.
+
+    pyOpenSSL calls this per certificate of the chain (root first) with OpenSSL's verdict;
+    `cert` is pyOpenSSL's own X509 wrapper, turned into a cryptography object only when
+    it was refused. Two verdicts are overruled: no CRL for a CA that has none configured
+    (CRL checking is per CA here, not all or nothing), and a stale CRL for the leaf (the
+    gateway answers that with a 403 that says so, rather than a bare alert).
+    """
+
+    def verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+        if ok:
+            return True
+        found: x509.Certificate = cert.to_cryptography()
+        if errno == _UNABLE_TO_GET_CRL and found.issuer not in crl_issuers:
+            return True
+        if errno == _CRL_HAS_EXPIRED and depth == 0:
+            return True
+        record: VerifyRecord = conn.get_app_data()
+        record.verify_errors.append((depth, errno, found))
+        return False
+
+    return verify
+
+
 def server_context(
     cert: Path,
     key: Path,
@@ -78,22 +145,25 @@ def server_context(
     *,
     min_version: str = "1.2",
     session_tickets: int = 2,
-    require_client_cert: bool = True,
+    crls: Sequence[x509.CertificateRevocationList] = (),
+    alpn: Sequence[bytes] = (),
 ) -> ServerContext:
     """Build the gateway's server context: mTLS required, TLS 1.2+, AEAD only.
 
     Args:
         cert: the server chain, leaf first then intermediates (all of it is sent).
         key: the leaf's private key (unencrypted PEM).
-        client_ca: the root(s) client chains must lead to.
+        client_ca: the root(s) client chains must lead to; their names are sent as the
+            acceptable CAs in the CertificateRequest.
         min_version: "1.2" or "1.3".
-        session_tickets: TLS 1.3 tickets sent after a full handshake (0 disables
-            resumption and saves their cost).
-        require_client_cert: False only for tests of what clients see.
+        session_tickets: 2 (resumption on, OpenSSL's count) or 0 (off).
+        crls: CRLs OpenSSL checks each client leaf against (its issuer's); a revoked
+            leaf gets alert 44 certificate_revoked in the handshake.
+        alpn: protocols to select from the client's offer, in our order of preference.
 
     Raises:
         TLSConfigError: unreadable files, a key that does not match, a CA file that is not
-            a CA.
+            a CA, or a session ticket count OpenSSL cannot be given through pyOpenSSL.
     """
     chain = load_certificates(read_file(cert, "the server certificate chain"), cert)
     private_key = load_private_key(read_file(key, "the server private key"), key)
@@ -103,20 +173,74 @@ def server_context(
             f"({chain[0].subject.rfc4514_string()})",
             "give the key created with that certificate, and put the leaf first in --cert",
         )
-    cas = _check_ca_file(client_ca)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    _harden(ctx, min_version)
-    ctx.num_tickets = session_tickets
-    ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    cas = load_client_cas(client_ca)
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    ctx.set_min_proto_version(_SERVER_VERSIONS[min_version])  # SSLv3-TLS1.1: broken
+    ctx.set_cipher_list(TLS12_CIPHERS.encode())
+    ctx.set_options(
+        SSL.OP_NO_COMPRESSION  # CRIME
+        | SSL.OP_NO_RENEGOTIATION  # renegotiation DoS, CVE-2009-3555 class bugs
+        | SSL.OP_CIPHER_SERVER_PREFERENCE
+        # Our protocols frame their own messages: a peer closing without close_notify is
+        # an ordinary end of stream, not an error to report.
+        | SSL.OP_IGNORE_UNEXPECTED_EOF
+        # TLS 1.3 sessions are kept in the server's cache (stateful tickets): a resumed
+        # connection then has the client's whole chain again, where a stateless ticket
+        # keeps only the leaf, so the identity headers stay the same on resumption.
+        | SSL.OP_NO_TICKET
+    )
+    # An idle connection holds no 16-34 KiB read/write buffers (10,000 idle clients).
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    if session_tickets == 0:
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    elif session_tickets == 2:
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        ctx.set_session_id(_SESSION_ID_CONTEXT)  # resuming with client certificates needs it
+        ctx.set_timeout(SESSION_TIMEOUT)
+    else:
+        raise TLSConfigError(
+            f"tls.session_tickets = {session_tickets}: OpenSSL's ticket count cannot be set "
+            "through pyOpenSSL",
+            "use 2 (resumption on, the default) or 0 (off)",
+        )
     try:
-        ctx.load_cert_chain(cert, key)
-        ctx.load_verify_locations(cafile=client_ca)
-    except (ssl.SSLError, OSError) as exc:
+        ctx.use_certificate(chain[0])
+        for extra in chain[1:]:
+            ctx.add_extra_chain_cert(extra)
+        ctx.use_privatekey(private_key)
+        ctx.load_verify_locations(str(client_ca))
+    except SSL.Error as exc:
         raise TLSConfigError(
             f"OpenSSL refused {cert} / {key}: {exc}", "check the PEM files"
         ) from exc
-    note = advertise_client_ca_names(ctx, client_ca)
-    return ServerContext(ctx, chain, cas, note)
+    for ca in cas:
+        ctx.add_client_ca(ca)  # the acceptable CA names (CertificateRequest)
+    if crls:
+        store = ctx.get_cert_store()
+        assert store is not None  # noqa: S101 - every SSL_CTX has one
+        for crl in crls:
+            store.add_crl(crl)
+        store.set_flags(_X509_V_FLAG_CRL_CHECK)
+    issuers = frozenset(crl.issuer for crl in crls)
+    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify_callback(issuers))
+    if alpn:
+        ctx.set_alpn_select_callback(_alpn_select(tuple(alpn)))
+    try:
+        san = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = tuple(san.get_values_for_type(x509.UniformResourceIdentifier))
+    except x509.ExtensionNotFound:
+        uris = ()
+    return ServerContext(ctx, tuple(chain), tuple(cas), uris)
+
+
+def _alpn_select(ours: tuple[bytes, ...]) -> _AlpnCallback:
+    def select(conn: SSL.Connection, offered: list[bytes]) -> Any:
+        for proto in ours:
+            if proto in offered:
+                return proto
+        return SSL.NO_OVERLAPPING_PROTOCOLS  # go on without ALPN rather than fail
+
+    return select
 
 
 def client_context(

@@ -116,9 +116,9 @@ def test_slow_clients_do_not_block_others(pki: PKI, echo: EchoServer) -> None:
                 sock.close()
         # every abandoned handshake is accounted for: none holds a connection slot
         deadline = time.monotonic() + 5
-        while gw.gateway.handshaking and time.monotonic() < deadline:
+        while gw.call(lambda: len(gw.gateway.streams)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert gw.gateway.handshaking == 0
+        assert gw.call(lambda: len(gw.gateway.streams)) == 0
         assert gw.gateway.metrics.handshakes.labels("connection_reset")._value.get() == 200
 
 

@@ -41,8 +41,7 @@ PURE = [
     "export/render.py",
     "export/_certs.py",
 ]
-# handshake.py only reads the attributes of ssl's exceptions: no socket is touched.
-ALLOWED = {"gateway/handshake.py": {"ssl"}}
+ALLOWED: dict[str, set[str]] = {}
 FORBIDDEN = {
     "socket",
     "ssl",
@@ -82,3 +81,32 @@ def test_every_module_says_what_it_owns() -> None:
     for path in SRC.rglob("*.py"):
         doc = ast.get_docstring(ast.parse(path.read_text()))
         assert doc, f"{path} has no module docstring"
+
+
+# The gateway's TLS is pyOpenSSL's SSL module over the socket: never asyncio's Python record
+# layer, never ctypes into a library, never pyOpenSSL's deprecated crypto module.
+BANNED = ("asyncio.sslproto", "ctypes", "OpenSSL.crypto")
+
+
+def _all_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_nothing_imports_the_python_record_layer_ctypes_or_openssl_crypto() -> None:
+    found = {
+        str(path.relative_to(SRC)): sorted(
+            name
+            for name in _all_imports(path)
+            if any(name == b or name.startswith(b + ".") for b in BANNED)
+        )
+        for path in SRC.rglob("*.py")
+    }
+    assert {k: v for k, v in found.items() if v} == {}

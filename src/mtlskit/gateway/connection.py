@@ -12,7 +12,7 @@ from mtlskit.policy import Decision
 if TYPE_CHECKING:
     from mtlskit.gateway.server import Gateway
     from mtlskit.gateway.state import GatewayState
-    from mtlskit.gateway.tls import ServerTLSProtocol
+    from mtlskit.gateway.tls import TLSStream
 
 __all__ = ["Connection", "UpstreamProtocol"]
 
@@ -60,10 +60,7 @@ class Connection(asyncio.Protocol):
         self.loop = gateway.loop
         self.state = state
         self.client_ip = "-"
-        self.transport: asyncio.Transport | None = None
-        # The TLS layer under this connection: its send() is the app transport's write
-        # without the per-call checks (set by the gateway before the handshake).
-        self.tls: ServerTLSProtocol | None = None
+        self.transport: TLSStream | None = None
         self.identity: PeerIdentity | None = None
         self.decision: Decision | None = None
         self.upstream: UpstreamProtocol | None = None
@@ -72,13 +69,7 @@ class Connection(asyncio.Protocol):
         self.upstream_full = False  # the workload pushes back: client reading is paused
         self.last_activity = self.loop.time()
 
-    # -- asyncio.Protocol ------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Called by the TLS layer once the handshake (and OpenSSL's verification) passed."""
-        peer = transport.get_extra_info("peername")
-        self.client_ip = str(peer[0]) if isinstance(peer, tuple) else "unix"
-        self.gateway.verified(self, transport)  # type: ignore[arg-type]
-
+    # -- what the TLS stream calls ------------------------------------------------------------
     def eof_received(self) -> bool:
         return False
 
@@ -98,12 +89,12 @@ class Connection(asyncio.Protocol):
             self.upstream.transport.resume_reading()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def begin(
-        self, transport: asyncio.Transport, identity: PeerIdentity, decision: Decision
-    ) -> None:
+    def begin(self, transport: TLSStream, identity: PeerIdentity, decision: Decision) -> None:
         """Start serving after a successful handshake and policy decision."""
         self.transport = transport
-        self.write = self.tls.send if self.tls is not None else transport.write
+        self.write = transport.write
+        peer = transport.get_extra_info("peername")
+        self.client_ip = str(peer[0]) if isinstance(peer, tuple) else "unix"
         self.identity = identity
         self.decision = decision
         self.last_activity = self.loop.time()
@@ -177,6 +168,11 @@ class Connection(asyncio.Protocol):
             self.pending.append(data)
         elif self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.write(data)
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is in flight: a shutdown may close it at once."""
+        return True
 
     # -- for subclasses --------------------------------------------------------------------
     def holding(self) -> bool:

@@ -1,39 +1,61 @@
-"""Why a client's TLS handshake failed, as a reason code, a seed step and a fix (pure)."""
+"""Why a client's TLS handshake failed, as a reason code, a seed step and a fix (pure).
+
+Input is what the TLS layer saw: the exception pyOpenSSL raised (its OpenSSL reason
+strings) and, from the verify callback, each certificate OpenSSL refused with its
+X509_V_ERR code and depth, so the explanation names the certificate at fault.
+"""
 
 from __future__ import annotations
 
-import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["HandshakeFailure", "classify_handshake_error"]
+from cryptography import x509
+
+__all__ = ["HandshakeFailure", "HandshakeTimeoutError", "classify_handshake_failure"]
 
 _STEP7 = "step 7: the server validates the client's certificate"
 _STEP6 = "step 6: the client presents its certificate"
 _STEP1 = "step 1: the client hello (versions and cipher suites)"
 _STEP5 = "step 5: the client validates the server's certificate"
 
-# OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h) -> trust reason codes.
-_VERIFY_CODES: dict[int, tuple[str, str]] = {
-    2: ("unknown_issuer", "the issuer of a certificate in the client's chain is unknown"),
-    7: ("bad_signature", "a signature in the client's chain does not verify"),
-    9: ("not_yet_valid", "the client certificate is not valid yet"),
-    10: ("expired", "the client certificate (or its CA) has expired"),
-    12: ("crl_stale", "the CRL for the client's CA is past its nextUpdate"),
-    18: ("self_signed_untrusted", "the client sent a self-signed certificate"),
-    19: ("self_signed_untrusted", "the client's chain ends in a root we do not trust"),
+
+class HandshakeTimeoutError(TimeoutError):
+    """The client did not finish its handshake in time."""
+
+
+# OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h) -> trust reason codes, with what
+# it means for the certificate at fault ({cert} is its role and subject).
+_VERIFY_CODES: Final[dict[int, tuple[str, str]]] = {
+    2: ("unknown_issuer", "the issuer of {cert} is unknown"),
+    4: ("bad_signature", "the signature on {cert} cannot be decrypted"),
+    7: ("bad_signature", "the signature on {cert} does not verify"),
+    9: ("not_yet_valid", "{cert} is not valid yet"),
+    10: ("expired", "{cert} has expired"),
+    11: ("crl_not_yet_valid", "the CRL for {cert} is not valid yet"),
+    12: ("crl_stale", "the CRL for {cert} is past its nextUpdate"),
+    13: ("malformed", "{cert} has an unreadable notBefore"),
+    14: ("malformed", "{cert} has an unreadable notAfter"),
+    18: ("self_signed_untrusted", "{cert} is self-signed and not trusted"),
+    19: ("self_signed_untrusted", "the chain of {cert} ends in a root we do not trust"),
     20: (
         "unknown_issuer",
-        "no trusted CA issued the client's certificate (or its intermediate was not sent)",
+        "no trusted CA issued {cert} (or the client did not send its intermediate)",
     ),
-    21: ("unknown_issuer", "the client's chain cannot be verified to a trusted root"),
-    23: ("revoked", "the client certificate is revoked"),
-    24: ("issuer_not_ca", "a certificate that signed the client's is not a CA"),
-    25: ("path_too_long", "the client's chain is longer than its CAs allow"),
-    26: (
-        "wrong_purpose",
-        "the client certificate is not meant for client authentication (EKU lacks clientAuth)",
-    ),
-    28: ("wrong_purpose", "a CA in the client's chain is not trusted for client authentication"),
+    21: ("unknown_issuer", "the chain of {cert} cannot be verified to a trusted root"),
+    22: ("path_too_long", "the chain of {cert} is too long"),
+    23: ("revoked", "{cert} is revoked"),
+    24: ("issuer_not_ca", "{cert} is not a CA but signed a certificate in the chain"),
+    25: ("path_too_long", "the chain below {cert} is longer than its pathLenConstraint allows"),
+    26: ("wrong_purpose", "{cert} is not meant for client authentication (EKU)"),
+    28: ("wrong_purpose", "{cert} is not trusted for client authentication"),
+    32: ("wrong_key_usage", "{cert} may not sign certificates (keyUsage lacks keyCertSign)"),
+    34: ("unhandled_critical_extension", "{cert} has a critical extension OpenSSL cannot read"),
+    35: ("wrong_key_usage", "{cert} may not sign CRLs (keyUsage lacks cRLSign)"),
+    66: ("weak_key", "{cert} has a key too weak for OpenSSL's security level"),
+    67: ("weak_signature", "{cert} is signed with a digest too weak for OpenSSL's security level"),
+    68: ("weak_key", "{cert} uses a curve OpenSSL's security level refuses"),
 }
 _FIXES = {
     "unknown_issuer": "issue the client certificate from the CA in --client-ca, and make the "
@@ -56,6 +78,25 @@ _FIXES = {
     "server_cert_rejected": "make the client trust the gateway's root CA (curl --cacert root.crt)",
     "connection_reset": "the client closed the connection during the handshake",
     "tls_error": "see the OpenSSL reason in the log line",
+    "crl_not_yet_valid": "check the gateway's clock, or publish the CRL with a past thisUpdate",
+    "malformed": "reissue the certificate with a conforming profile",
+    "wrong_key_usage": "reissue the CA certificate with keyUsage keyCertSign and cRLSign",
+    "unhandled_critical_extension": "reissue the certificate without the unknown critical "
+    "extension",
+    "weak_key": "reissue the certificate with an ec-p256 (or RSA-2048+) key",
+    "weak_signature": "reissue the certificate signed with SHA-256",
+}
+# Fixes for a CA certificate at fault (an intermediate or the root), where reissuing the
+# client's leaf would not help.
+_CA_FIXES = {
+    "expired": "renew the CA certificate {subject} (it signs the client certificates), then "
+    "reissue the clients' certificates under it",
+    "not_yet_valid": "check the clocks: the CA certificate {subject} is not valid yet",
+    "revoked": "the CA certificate {subject} is revoked: issue clients from another CA",
+    "wrong_purpose": "reissue the CA certificate {subject} with clientAuth in its EKU, or "
+    "without an EKU",
+    "bad_signature": "the CA certificate {subject} is not signed by its issuer: restore the "
+    "right chain (use NAME.chain.pem from the same CA)",
 }
 
 
@@ -70,48 +111,89 @@ class HandshakeFailure:
         step: the seed step that broke.
         explanation: one line for the log.
         fix: what to change.
+        at_fault: the certificate OpenSSL refused (None when no certificate was).
+        depth: its place in the chain: 0 the client's leaf, 1 its issuer, and so on.
     """
 
     code: str
     step: str
     explanation: str
     fix: str
+    at_fault: x509.Certificate | None = None
+    depth: int = -1
 
 
 def _failure(code: str, step: str, explanation: str) -> HandshakeFailure:
     return HandshakeFailure(code, step, explanation, _FIXES[code])
 
 
-def classify_handshake_error(exc: BaseException) -> HandshakeFailure:
-    """Map what OpenSSL (through `ssl`) or asyncio raised to a reason code."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        code, text = _VERIFY_CODES.get(
-            exc.verify_code, ("unknown_issuer", f"verification failed: {exc.verify_message}")
+def _role(cert: x509.Certificate, depth: int) -> str:
+    subject = cert.subject.rfc4514_string() or "(empty subject)"
+    if depth == 0:
+        return f"the client certificate {subject}"
+    if cert.subject == cert.issuer:
+        return f"the root CA {subject}"
+    return f"the intermediate CA {subject} (depth {depth} of the client's chain)"
+
+
+def _verify_failure(depth: int, errno: int, cert: x509.Certificate) -> HandshakeFailure:
+    code, text = _VERIFY_CODES.get(errno, ("unknown_issuer", "{cert} failed verification"))
+    explanation = text.format(cert=_role(cert, depth))
+    if code in ("expired", "not_yet_valid"):
+        explanation += (
+            f" (valid {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d})"
         )
-        return _failure(code, _STEP7, f"{text} (OpenSSL: {exc.verify_message})")
-    if isinstance(exc, TimeoutError):  # gateway.tls.HandshakeTimeoutError
+    fix = _FIXES.get(code, _FIXES["tls_error"])
+    if depth > 0 and code in _CA_FIXES:
+        fix = _CA_FIXES[code].format(subject=cert.subject.rfc4514_string())
+    return HandshakeFailure(
+        code, _STEP7, f"{explanation} (X509_V_ERR {errno})", fix, at_fault=cert, depth=depth
+    )
+
+
+def _reasons(exc: BaseException) -> str:
+    """OpenSSL's reason strings from a pyOpenSSL error, upper case, words joined by `_`."""
+    if len(exc.args) == 2 and isinstance(exc.args[0], int):  # SysCallError(errno, text)
+        return f"SYSCALL_{exc.args[1]}".upper().replace(" ", "_")
+    args = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    texts = [str(item[-1]) for item in args if isinstance(item, tuple) and item]
+    return " ".join(t.upper().replace(" ", "_") for t in texts) or str(exc).upper()
+
+
+def classify_handshake_failure(
+    exc: BaseException, verify_errors: Sequence[tuple[int, int, x509.Certificate]] = ()
+) -> HandshakeFailure:
+    """Map what the TLS layer raised (and what the verify callback saw) to a reason code.
+
+    Args:
+        exc: the exception of the failed handshake (pyOpenSSL's SSL.Error and its
+            subclasses, an OSError, or HandshakeTimeoutError).
+        verify_errors: (depth, X509_V_ERR code, certificate) for each certificate OpenSSL
+            refused; the first one decided.
+    """
+    if verify_errors:
+        return _verify_failure(*verify_errors[0])
+    if isinstance(exc, TimeoutError):
         return _failure("handshake_timeout", _STEP1, "the TLS handshake did not finish in time")
-    if isinstance(exc, ssl.SSLError):
-        reason = (exc.reason or "").upper()
-        if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in reason or "CERTIFICATE_REQUIRED" in reason:
-            return _failure(
-                "no_client_certificate", _STEP6, "the client sent no certificate; one is required"
-            )
-        if "UNSUPPORTED_PROTOCOL" in reason or ("VERSION" in reason and "WRONG" not in reason):
-            return _failure("tls_version", _STEP1, f"no common TLS version ({exc.reason})")
-        if "NO_SHARED_CIPHER" in reason:
-            return _failure("no_shared_cipher", _STEP1, "no cipher suite in common")
-        if "HTTP_REQUEST" in reason or "WRONG_VERSION_NUMBER" in reason:
-            return _failure("not_tls", _STEP1, "the client spoke plain text, not TLS")
-        if "ALERT" in reason and ("UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason):
-            return _failure(
-                "server_cert_rejected",
-                _STEP5,
-                f"the client rejected our certificate ({exc.reason})",
-            )
-        if "CERTIFICATE" in reason and "REVOKED" in reason:
-            return _failure("revoked", _STEP7, "the client certificate is revoked")
-        return _failure("tls_error", _STEP1, f"TLS error: {exc.reason or exc}")
     if isinstance(exc, ConnectionError | EOFError):
         return _failure("connection_reset", _STEP1, "the client closed the connection")
-    return _failure("tls_error", _STEP1, f"{type(exc).__name__}: {exc}")
+    reason = _reasons(exc)
+    if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in reason or "CERTIFICATE_REQUIRED" in reason:
+        return _failure(
+            "no_client_certificate", _STEP6, "the client sent no certificate; one is required"
+        )
+    if "UNSUPPORTED_PROTOCOL" in reason or "VERSION_TOO_LOW" in reason:
+        return _failure("tls_version", _STEP1, f"no common TLS version ({reason.lower()})")
+    if "NO_SHARED_CIPHER" in reason or "NO_SUITABLE_SIGNATURE" in reason:
+        return _failure("no_shared_cipher", _STEP1, "no cipher suite in common")
+    if "HTTP_REQUEST" in reason or "WRONG_VERSION_NUMBER" in reason or "PACKET_LENGTH" in reason:
+        return _failure("not_tls", _STEP1, "the client spoke plain text, not TLS")
+    if "ALERT" in reason and ("UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason):
+        return _failure(
+            "server_cert_rejected",
+            _STEP5,
+            f"the client rejected our certificate ({reason.lower()})",
+        )
+    if "UNEXPECTED_EOF" in reason or "SYSCALL" in reason or not reason.strip("()[]"):
+        return _failure("connection_reset", _STEP1, "the client closed the connection")
+    return _failure("tls_error", _STEP1, f"TLS error: {reason.lower()}")

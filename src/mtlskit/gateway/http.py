@@ -136,6 +136,10 @@ class HTTPConnection(Connection):
     def holding(self) -> bool:
         return self.held is not None
 
+    @property
+    def idle(self) -> bool:
+        return not self.requests and not self.tunnel and not self.in_body
+
     # -- client -> upstream ----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.loop.time()

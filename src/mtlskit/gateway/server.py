@@ -1,25 +1,29 @@
-"""The gateway's lifecycle: listen, handshake, hand over to HTTP/TCP, sweep, reload, drain."""
+"""The gateway's lifecycle: listen, accept, handshake, hand over to HTTP/TCP, sweep, reload."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import socket
-import ssl
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtlskit.config import GatewayConfig
 from mtlskit.errors import ConfigError, MtlsKitError
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
 from mtlskit.gateway.connection import Connection
-from mtlskit.gateway.handshake import classify_handshake_error
+from mtlskit.gateway.handshake import HandshakeTimeoutError, classify_handshake_failure
 from mtlskit.gateway.http import HTTPConnection
 from mtlskit.gateway.logs import EventLog
 from mtlskit.gateway.metrics import Metrics
 from mtlskit.gateway.state import GatewayState, file_stamps, load_state, watched_files
 from mtlskit.gateway.tcp import TCPConnection
-from mtlskit.gateway.tls import READ_SIZE, ServerTLSProtocol
+from mtlskit.gateway.tls import TLSStream
+
+# Connections taken from the accept queue per readiness callback, before other work runs.
+_ACCEPT_BATCH: Final = 64
 
 __all__ = ["Gateway", "bind_listener"]
 
@@ -62,13 +66,6 @@ def bind_listener(
     return sock
 
 
-class _Refuse(asyncio.Protocol):
-    """Over the connection limit: close at once, before any TLS work."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.abort()  # type: ignore[attr-defined]
-
-
 class Gateway:
     """One worker: a listener, the current state, and the connections it serves.
 
@@ -95,31 +92,27 @@ class Gateway:
         if self._manage_acme and config.tls.acme is not None:
             obtain_at_start(config.tls.acme, self.log)
         self.state: GatewayState = load_state(config, datetime.now(UTC))
+        # Every socket accepted and not yet closed (handshaking, open or lingering), and
+        # the verified connections among them.
+        self.streams: set[TLSStream] = set()
         self.connections: set[Connection] = set()
-        self.handshaking = 0
-        self.server: asyncio.Server | None = None
+        self.listener: socket.socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_class = HTTPConnection if config.mode == "http" else TCPConnection
         self._handshake_timeout = config.limits.handshake_timeout.total_seconds()
-        self._read_buffer = bytearray(READ_SIZE)
+        self._accept_error_logged = False
         self.ready = False
         self._export_expiry()
-        if self.state.tls.ca_names_note:
-            self.log.event(
-                "ca_names",
-                f"client CA names not advertised: {self.state.tls.ca_names_note}",
-                level="warning",
-            )
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, sock: socket.socket | None = None) -> None:
         """Listen (on `sock` if given) and start the sweeper and the file watcher."""
-        backlog = self.config.limits.backlog
         if sock is None:
             host, port = self.config.listen
-            sock = bind_listener(host, port, backlog=backlog)
-        # create_server listens on `sock` again, with its own default of 100 unless told.
-        self.server = await self.loop.create_server(self._protocol, sock=sock, backlog=backlog)
+            sock = bind_listener(host, port, backlog=self.config.limits.backlog)
+        sock.setblocking(False)
+        self.listener = sock
+        self.loop.add_reader(sock.fileno(), self._accept)
         self._tasks.append(self.loop.create_task(self._sweep()))
         if self.config.reload_interval.total_seconds() > 0:
             self._tasks.append(self.loop.create_task(self._watch()))
@@ -137,73 +130,119 @@ class Gateway:
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port)."""
-        assert self.server is not None  # noqa: S101
-        host, port = self.server.sockets[0].getsockname()[:2]
+        assert self.listener is not None  # noqa: S101
+        host, port = self.listener.getsockname()[:2]
         return str(host), int(port)
+
+    def _stop_listening(self) -> None:
+        if self.listener is not None:
+            self.loop.remove_reader(self.listener.fileno())
+            self.listener.close()
 
     async def shutdown(self) -> None:
         """Stop accepting, let open connections finish (drain_timeout), then close them."""
         self.ready = False
-        if self.server is not None:
-            self.server.close()
+        self._stop_listening()
         for task in self._tasks:
             task.cancel()
+        for stream in list(self.streams):
+            stream.fail(ConnectionAbortedError("the gateway is shutting down"))
         deadline = self.loop.time() + self.config.limits.drain_timeout.total_seconds()
         for conn in list(self.connections):  # idle keep-alive connections can go now
-            if isinstance(conn, HTTPConnection) and not conn.requests and not conn.tunnel:
+            if conn.idle:
                 conn.close()
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
+        for stream in list(self.streams):  # lingering closes: no need to wait for them
+            stream.abort()
         self.metrics.flush()
         self.log.event("stopped", "gateway stopped")
 
     # -- connections -----------------------------------------------------------------------
-    def _protocol(self) -> asyncio.BaseProtocol:
+    def _accept(self) -> None:
+        listener = self.listener
+        assert listener is not None  # noqa: S101
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE/ENFILE: out of descriptors; try again later
+                if not self._accept_error_logged:
+                    self._accept_error_logged = True
+                    self.log.event(
+                        "accept_failed",
+                        f"cannot accept connections: {exc.strerror}",
+                        level="error",
+                        fix="raise the open-files limit (ulimit -n) or lower "
+                        "limits.max_connections",
+                    )
+                return
+            self._serve(sock, peer)
+
+    def _serve(self, sock: socket.socket, peer: Any) -> None:
         """A TCP connection arrived: enforce the limit, then start the TLS handshake."""
         self.metrics.connections_total.inc()
-        if len(self.connections) + self.handshaking >= self.config.limits.max_connections:
+        if len(self.streams) >= self.config.limits.max_connections:
             self.metrics.handshakes.labels("over_limit").inc()
-            return _Refuse()
-        self.handshaking += 1
+            sock.close()  # before any TLS work
+            return
+        sock.setblocking(False)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         state = self.state  # the state this connection keeps, even across reloads
-        conn = self._conn_class(self, state)
-        conn.tls = ServerTLSProtocol(
+        stream = TLSStream(
             self.loop,
-            conn,
+            sock,
             state.tls.context,
-            handshake_timeout=self._handshake_timeout,
+            self._conn_class(self, state),
+            peer=peer,
+            on_open=self._verified,
             on_failure=self._handshake_failed,
-            read_buffer=self._read_buffer,
         )
-        return conn.tls
+        self.streams.add(stream)
+        stream.on_closed(self.streams.discard)
+        stream.start()
 
-    def _handshake_failed(self, peer: Any, exc: BaseException) -> None:
-        self.handshaking -= 1
-        failure = classify_handshake_error(exc)
+    def _handshake_failed(self, stream: TLSStream, exc: BaseException) -> None:
+        failure = classify_handshake_failure(exc, stream.verify_errors)
         self.metrics.handshakes.labels(failure.code).inc()
+        fields: dict[str, Any] = {}
+        if failure.at_fault is not None:
+            fields["certificate"] = failure.at_fault.subject.rfc4514_string()
+            fields["serial"] = f"{failure.at_fault.serial_number:x}"
+        if failure.code == "revoked" and failure.at_fault is not None:
+            conn: Connection = stream.protocol
+            fields.update(conn.state.revocation_entry(failure.at_fault))
         self.log.event(
             "handshake_failed",
             failure.explanation,
             level="warning",
-            client=_client(peer),
+            client=_client(stream.peer),
             code=failure.code,
             step=failure.step,
             fix=failure.fix,
+            **fields,
         )
 
-    def verified(self, conn: Connection, transport: asyncio.Transport) -> None:
+    def _verified(self, stream: TLSStream) -> None:
         """The handshake succeeded: who is it, may they pass, then serve."""
-        self.handshaking -= 1
         self.metrics.handshake_ok()
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        if not der:  # cannot happen with CERT_REQUIRED; fail closed anyway
-            transport.abort()
+        conn: Connection = stream.protocol
+        ssl_conn = stream.conn
+        leaf = ssl_conn.get_peer_certificate(as_cryptography=True)
+        if leaf is None:  # cannot happen with VERIFY_FAIL_IF_NO_PEER_CERT; fail closed
+            stream.abort()
             return
+        # On the server side OpenSSL's peer chain leaves the leaf out: the intermediates sent.
+        sent = ssl_conn.get_peer_cert_chain(as_cryptography=True) or []
         try:
-            identity = conn.state.identity_of(der, _unverified_chain(ssl_object))
+            identity = conn.state.identity_of(
+                leaf.public_bytes(Encoding.DER),
+                tuple(c.public_bytes(Encoding.DER) for c in sent),
+            )
         except (ValueError, MtlsKitError) as exc:
             # OpenSSL accepted the certificate but cryptography cannot read it (it is
             # stricter, e.g. about serials and extensions): refuse rather than guess.
@@ -212,16 +251,16 @@ class Gateway:
                 "identity_failed",
                 f"the client certificate cannot be read: {exc}",
                 level="warning",
-                client=_client(transport.get_extra_info("peername")),
+                client=_client(stream.peer),
                 code="malformed",
                 fix="reissue the client certificate with a conforming profile",
             )
-            transport.abort()
+            stream.abort()
             return
         decision = conn.state.decide(identity, datetime.now(UTC))
         self.connections.add(conn)
         self.metrics.connections_open.inc()
-        conn.begin(transport, identity, decision)
+        conn.begin(stream, identity, decision)
 
     def connection_closed(self, conn: Connection) -> None:
         """Forget a connection (called once, from its connection_lost)."""
@@ -283,10 +322,19 @@ class Gateway:
 
     # -- background ------------------------------------------------------------------------
     async def _sweep(self) -> None:
+        timeout = self._handshake_timeout
         while True:
             await asyncio.sleep(0.5)
             self.metrics.flush()
             now = self.loop.time()
+            for stream in list(self.streams):
+                if stream.handshaking:
+                    if now - stream.started > timeout:
+                        stream.fail(
+                            HandshakeTimeoutError("the TLS handshake did not finish in time")
+                        )
+                elif stream.lingering:
+                    stream.check_linger(now)
             for conn in list(self.connections):
                 if not conn.closing:
                     conn.check(now)
@@ -335,17 +383,3 @@ def _restamped(state: GatewayState, stamps: Any) -> GatewayState:
 
 def _client(peer: Any) -> str:
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-
-
-def _unverified_chain(ssl_object: Any) -> tuple[bytes, ...]:
-    """The intermediates the client sent (Python 3.13+); empty before that."""
-    getter = getattr(ssl_object, "get_unverified_chain", None)
-    if getter is None:
-        return ()
-    try:
-        chain = getter() or []
-    except Exception:
-        return ()
-    der = getattr(ssl, "ENCODING_DER", 2)  # OpenSSL's X509_FILETYPE_ASN1; PEM is the default
-    # 3.13.0 returns DER bytes; later releases may return certificate objects: take both.
-    return tuple(c if isinstance(c, bytes) else c.public_bytes(der) for c in chain[1:])

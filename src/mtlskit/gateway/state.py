@@ -20,7 +20,7 @@ from mtlskit.identity import (
 from mtlskit.pki.files import CRL_MAX_BYTES, read_file
 from mtlskit.pki.pem import load_crl
 from mtlskit.policy import AccessPolicy, CompiledPolicy, Decision, compile_policy, evaluate
-from mtlskit.tlsconfig import ServerContext, server_context
+from mtlskit.tlsconfig import ServerContext, load_client_cas, server_context
 from mtlskit.trust import RevocationList, load_crl_set
 
 __all__ = ["FileStamp", "GatewayState", "file_stamps", "load_state"]
@@ -96,7 +96,9 @@ class GatewayState:
             if len(self._blocks) >= _CACHE_SIZE:
                 self._blocks.clear()
             try:
-                block = build_identity_block(identity, self.identity_config)
+                block = build_identity_block(
+                    identity, self.identity_config, by=self.tls.server_uris
+                )
             except IdentityHeaderError as exc:
                 block = exc
             self._blocks[identity] = block
@@ -105,7 +107,13 @@ class GatewayState:
         return block
 
     def decide(self, identity: PeerIdentity, now: datetime) -> Decision:
-        """Revocation first, then the allow rules; fails closed."""
+        """Validity and revocation first, then the allow rules; fails closed.
+
+        OpenSSL has checked the chain and the CRL in the handshake; a resumed session
+        skips those checks, so a certificate that expired since is refused here.
+        """
+        if now > identity.not_after:
+            return Decision(False, "expired", "your client certificate has expired")
         for crl, issuer in zip(self.crls, self.crl_issuers, strict=True):
             if issuer != identity.issuer:
                 continue
@@ -115,14 +123,21 @@ class GatewayState:
                 return Decision(False, "revoked", "your client certificate is revoked")
         return evaluate(self.compiled, identity)
 
+    def revocation_entry(self, cert: x509.Certificate) -> dict[str, str]:
+        """Revocation date and reason of a revoked client certificate, from its CRL."""
+        for crl in self.crls:
+            if crl.issuer == cert.issuer and crl.is_revoked(cert.serial_number):
+                return crl.entry(cert.serial_number)
+        return {}
+
 
 def _load_crls(
-    config: GatewayConfig, tls: ServerContext, now: datetime
+    config: GatewayConfig, client_cas: list[x509.Certificate], now: datetime
 ) -> tuple[RevocationList, ...]:
     lists = []
     for path in config.tls.crl:
         crl = load_crl(read_file(path, "a CRL", max_bytes=CRL_MAX_BYTES), path)
-        loaded = load_crl_set(crl, tls.client_cas)
+        loaded = load_crl_set(crl, client_cas)
         if loaded.signer is None or loaded.problem:
             why = (
                 loaded.problem or f"its issuer {crl.issuer.rfc4514_string()} is not in --client-ca"
@@ -149,12 +164,16 @@ def load_state(config: GatewayConfig, now: datetime) -> GatewayState:
         ConfigError, TLSConfigError, CertificateLoadError: with the file and the fix.
     """
     stamps = file_stamps(watched_files(config))
+    crls = _load_crls(config, load_client_cas(config.tls.client_ca), now)
     tls = server_context(
         config.tls.cert,
         config.tls.key,
         config.tls.client_ca,
         min_version=config.tls.min_version,
         session_tickets=config.tls.session_tickets,
+        crls=[rl.crl for rl in crls],
+        # HTTP mode speaks HTTP/1.1; TCP mode carries any protocol and selects none.
+        alpn=(b"http/1.1",) if config.mode == "http" else (),
     )
     leaf = tls.chain[0]
     if now > leaf.not_valid_after_utc:
@@ -176,7 +195,6 @@ def load_state(config: GatewayConfig, now: datetime) -> GatewayState:
         allow_dns=config.policy.allow_dns,
         allow_uri=config.policy.allow_uri,
     )
-    crls = _load_crls(config, tls, now)
     return GatewayState(
         tls=tls,
         policy=policy,

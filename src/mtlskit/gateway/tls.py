@@ -1,220 +1,400 @@
-"""The server side of TLS on each connection: asyncio's SSLProtocol, told to explain failures.
+"""TLS on each client connection: pyOpenSSL over the non-blocking socket, driven by the loop.
 
-asyncio's `create_server(ssl=...)` swallows handshake failures (an `ssl.SSLError` is an
-OSError, logged only in debug mode) and drops the alert OpenSSL wrote for the client,
-so the client sees a reset instead of "alert certificate required". uvloop's `start_tls`
-also stalls a handshake now and then after an earlier one succeeded (seen with uvloop
-0.23). So the gateway uses asyncio's own SSLProtocol, on whatever loop runs, with three
-changes made here and nowhere else: a failed handshake is reported to a callback with the
-exception, the alert is flushed to the client before the socket closes, and transports
-are closed through public methods only (uvloop's have no `_force_close`).
+OpenSSL owns the socket: SSL_read and SSL_write make the system calls themselves, and the
+event loop only says when the socket is readable or writable (add_reader/add_writer, on
+uvloop or asyncio alike). There is no memory BIO and no Python record layer. A
+`TLSStream` does the handshake, then hands decrypted bytes to its protocol (an
+asyncio.Protocol-shaped object: data_received, eof_received, connection_lost,
+pause_writing, resume_writing) and offers it the transport calls it needs (write, close,
+abort, pause_reading, resume_reading).
+
+Closing is graceful: pending writes are flushed, close_notify is sent, the write side is
+shut, and the stream reads (and drops) what the peer still sends until it closes or a
+linger deadline passes, so that a refusal (a TLS alert, a 403) is read by the client
+instead of being destroyed by a TCP reset.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-from asyncio import sslproto
+import socket
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["READ_SIZE", "HandshakeTimeoutError", "ServerTLSProtocol"]
+from cryptography import x509
+from OpenSSL import SSL
 
-READ_SIZE = 64 * 1024
+__all__ = ["HIGH_WATER", "LINGER_SECONDS", "READ_SIZE", "TLSStream"]
+
+READ_SIZE: Final = 65536
+RECORD: Final = 16384  # the largest TLS plaintext record
+# Above this many unsent bytes the protocol is told to pause (asyncio's default too).
+HIGH_WATER: Final = 64 * 1024
+LOW_WATER: Final = 16 * 1024
+# How long a closed connection keeps reading what the peer still sends (nginx: lingering_time).
+LINGER_SECONDS: Final = 2.0
+
+_HANDSHAKE, _OPEN, _CLOSING, _LINGER, _CLOSED = range(5)
 
 
-class HandshakeTimeoutError(TimeoutError):
-    """The client did not finish its handshake in time."""
+class TLSStream:
+    """One accepted socket under TLS.
 
+    Args:
+        loop: the running loop.
+        sock: the accepted, non-blocking socket (the stream owns and closes it).
+        context: the SSL.Context of the gateway state this connection is accepted with.
+        protocol: gets the decrypted bytes once `on_open` has accepted the stream.
+        on_open: called after a successful handshake (the stream is readable then).
+        on_failure: called once if the handshake fails, with the exception; the alert
+            OpenSSL wrote is already on its way to the client.
 
-class ServerTLSProtocol(sslproto.SSLProtocol):
-    """Server-side TLS for one connection; `on_failure(peer, exc)` hears every failure."""
+    Attributes:
+        verify_errors: (depth, X509_V_ERR code, certificate) for each certificate OpenSSL
+            refused (written by tlsconfig's verify callback).
+        started: loop time of the accept (the handshake deadline counts from it).
+    """
 
-    # asyncio allocates (and zero-fills) a receive buffer of max_size per connection:
-    # 256 KiB by default. A TLS record is at most ~16 KiB, so 32 KiB loses nothing and
-    # saves the allocation's page faults on every handshake and 224 KiB per connection.
-    max_size = 32 * 1024
+    __slots__ = (
+        "_buffer",
+        "_closed_cb",
+        "_eof",
+        "_linger_until",
+        "_on_failure",
+        "_on_open",
+        "_opened",
+        "_paused",
+        "_protocol_paused",
+        "_reading",
+        "_state",
+        "_writing",
+        "conn",
+        "fd",
+        "loop",
+        "peer",
+        "protocol",
+        "sock",
+        "started",
+        "verify_errors",
+    )
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        app_protocol: asyncio.BaseProtocol,
-        context: ssl.SSLContext,
+        sock: socket.socket,
+        context: SSL.Context,
+        protocol: Any,
         *,
-        handshake_timeout: float,
-        on_failure: Callable[[Any, BaseException], None],
-        read_buffer: bytearray,
+        peer: Any,
+        on_open: Callable[[TLSStream], None],
+        on_failure: Callable[[TLSStream, BaseException], None],
     ) -> None:
-        waiter: Any = None  # nobody awaits the handshake: failures go to on_failure
-        timeout: Any = handshake_timeout  # typeshed says int; asyncio takes seconds as float
-        super().__init__(
-            loop,
-            app_protocol,
-            context,
-            waiter,
-            server_side=True,
-            call_connection_made=True,
-            ssl_handshake_timeout=timeout,
-        )
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.protocol = protocol
+        self.conn = SSL.Connection(context, sock)
+        self.conn.set_accept_state()
+        self.conn.set_app_data(self)
+        self.verify_errors: list[tuple[int, int, x509.Certificate]] = []
+        self.started = loop.time()
+        self._on_open = on_open
         self._on_failure = on_failure
-        self._peer: Any = None
-        self._timed_out = False
-        self._alert_sent = False
-        self._reported = False
-        # One buffer per event loop, shared by its connections: a read copies out of it
-        # before returning, and a loop runs one callback at a time.
-        self._buffer = read_buffer
-        self._view = memoryview(read_buffer)
+        self._state = _HANDSHAKE
+        self._buffer: deque[memoryview | bytes] = deque()
+        self._reading = False
+        self._writing = False
+        self._paused = False  # the protocol asked us not to read
+        self._protocol_paused = False  # we asked the protocol not to write
+        self._eof = False  # the peer has closed its side
+        self._opened = False  # the handshake succeeded: the protocol owns the stream
+        self._linger_until = 0.0
+        self._closed_cb: Callable[[TLSStream], None] | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._peer = transport.get_extra_info("peername")
-        super().connection_made(transport)
+    # -- handshake -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Begin the handshake (the client's hello is usually already there)."""
+        self._want_read()
+        self._handshake()
 
-    def _check_handshake_timeout(self) -> None:
-        inner: Any = self  # asyncio's private state, typed loosely by typeshed
-        if inner._state == sslproto.SSLProtocolState.DO_HANDSHAKE:
-            self._timed_out = True
-        super()._check_handshake_timeout()
+    @property
+    def handshaking(self) -> bool:
+        """True until the handshake has finished or failed."""
+        return self._state == _HANDSHAKE
 
-    def connection_lost(self, exc: BaseException | None) -> None:
-        inner: Any = self
-        if inner._state == sslproto.SSLProtocolState.DO_HANDSHAKE and not self._reported:
-            # asyncio does not call _on_handshake_complete when the connection goes away
-            # mid-handshake (a timeout abort, or the client hanging up): report it here.
-            self._report(
-                HandshakeTimeoutError("the TLS handshake did not finish in time")
-                if self._timed_out
-                else exc or ConnectionResetError("the client closed the connection")
-            )
-        super().connection_lost(exc)
-
-    def _report(self, exc: BaseException) -> None:
-        self._reported = True
+    def _handshake(self) -> None:
         try:
-            self._on_failure(self._peer, exc)
-        except Exception:  # noqa: S110 - reporting must never break the loop
-            pass
+            self.conn.do_handshake()
+        except SSL.WantReadError:
+            self._stop_writing()
+            return
+        except SSL.WantWriteError:
+            self._want_write()
+            return
+        except (SSL.Error, OSError) as exc:
+            self._failed(exc)
+            return
+        self._state = _OPEN
+        self._opened = True
+        self._stop_writing()
+        self._on_open(self)
+        if self._state == _OPEN and self.conn.pending():  # a request came with the Finished
+            self.loop.call_soon(self._on_readable)
 
-    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
-        if handshake_exc is not None and not self._reported:
-            exc = handshake_exc
-            if isinstance(exc, type):
-                exc = exc()
-            if self._timed_out:
-                exc = HandshakeTimeoutError("the TLS handshake did not finish in time")
-            # OpenSSL has written the alert (certificate required, unknown CA, ...) into
-            # the outgoing buffer: send it, so the client can tell the user why.
-            inner: Any = self
-            try:
-                alert = inner._outgoing.read()
-                if alert and inner._transport is not None:
-                    inner._transport.write(alert)
-                    self._alert_sent = True
-            except (ssl.SSLError, OSError, RuntimeError):
-                pass
-            try:
-                self._on_failure(self._peer, exc)
-            except Exception:  # noqa: S110 - reporting must never break the loop
-                pass
-        super()._on_handshake_complete(handshake_exc)
+    def fail(self, exc: BaseException) -> None:
+        """End a handshake from outside (its deadline passed): report it and close."""
+        if self._state == _HANDSHAKE:
+            self._failed(exc)
 
-    def _fatal_error(self, exc: BaseException, message: str = "") -> None:
-        transport: Any = self._transport
-        if transport is not None:
-            if self._alert_sent:
-                transport.close()  # flushes the alert, then closes
-            else:
-                transport.abort()
+    def _failed(self, exc: BaseException) -> None:
+        self._state = _CLOSING
+        try:
+            self._on_failure(self, exc)
+        finally:
+            # OpenSSL has written its alert to the socket: shut our side and read until
+            # the client has read it and closed, so it never sees a reset instead.
+            self._linger()
 
-    def _do_read__copied(self) -> None:
-        # asyncio's version reads into a fresh 256 KiB bytes object each time and loops
-        # until OpenSSL raises "want read". We read into one reusable buffer and stop as
-        # soon as neither OpenSSL nor the incoming BIO holds more: no exception and no
-        # large allocation per request (the profile's biggest item on keep-alive).
-        inner: Any = self
-        sslobj = inner._sslobj
-        incoming = inner._incoming
-        view = self._view
-        parts: list[bytes] = []
+    # -- reading ---------------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        state = self._state
+        if state == _OPEN:
+            self._read()
+        elif state == _HANDSHAKE:
+            self._handshake()
+        elif state == _LINGER:
+            self._drain()
+        elif state == _CLOSING and not self._eof:
+            self._read()
+
+    def _read(self) -> None:
+        conn = self.conn
+        chunks: list[bytes] = []
         eof = False
+        error: BaseException | None = None
         try:
-            while True:
-                count = sslobj.read(READ_SIZE, self._buffer)
-                if not count:
-                    eof = True  # close_notify
+            while len(chunks) < 16:  # then let other connections have the loop
+                chunk = conn.recv(READ_SIZE)
+                chunks.append(chunk)
+                # SSL_read returns one record. Read on only when OpenSSL holds decrypted
+                # bytes or a full record says the client is streaming; otherwise the
+                # loop calls again if more arrives (no WantRead exception per request).
+                if len(chunk) < RECORD and not conn.pending():
                     break
-                parts.append(view[:count].tobytes())
-                if not incoming.pending and not sslobj.pending():
-                    break
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        except SSL.WantReadError:
             pass
-        if parts:
-            inner._app_protocol.data_received(parts[0] if len(parts) == 1 else b"".join(parts))
-        if eof:
-            inner._call_eof_received()
-            inner._start_shutdown()
+        except SSL.WantWriteError:  # OpenSSL must write first (a TLS 1.3 KeyUpdate reply)
+            self._want_write()
+        except SSL.ZeroReturnError:  # close_notify, or EOF (OP_IGNORE_UNEXPECTED_EOF)
+            eof = True
+        except (SSL.Error, OSError) as exc:
+            error = exc
+        if chunks and self._state == _OPEN and not self._paused:
+            self.protocol.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        # (bytes that arrive while we close are dropped: the protocol is done with them)
+        if error is not None:
+            self._lost(error)
+        elif eof:
+            self._peer_closed()
 
-    def buffer_updated(self, nbytes: int) -> None:
-        # Steady state (connection up, app reading, nothing queued): decrypt and deliver
-        # without asyncio's state dispatch and its outgoing/app-writing checks, which
-        # only matter while a handshake, a shutdown or a backlog is in progress.
-        inner: Any = self
-        if (
-            inner._state is not sslproto.SSLProtocolState.WRAPPED
-            or inner._app_reading_paused
-            or inner._write_backlog
-        ):
-            super().buffer_updated(nbytes)
+    def _peer_closed(self) -> None:
+        self._eof = True
+        self._stop_reading()
+        if self._state == _OPEN:
+            keep_open = self.protocol.eof_received()
+            if not keep_open:
+                self.close()
+        elif self._state in (_CLOSING, _LINGER):
+            if not self._buffer:
+                self._finish(None)
+
+    def pause_reading(self) -> None:
+        """Stop delivering data (the protocol's upstream pushes back)."""
+        if not self._paused:
+            self._paused = True
+            if self._state == _OPEN:
+                self._stop_reading()
+
+    def resume_reading(self) -> None:
+        """Deliver data again."""
+        if self._paused:
+            self._paused = False
+            if self._state == _OPEN and not self._eof:
+                self._want_read()
+                if self.conn.pending():  # already decrypted while we were paused
+                    self.loop.call_soon(self._on_readable)
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self, data: bytes | memoryview) -> None:
+        """Encrypt and send; what the socket cannot take now is kept, in order."""
+        if self._state != _OPEN or not data:
             return
-        inner._incoming.write(inner._ssl_buffer_view[:nbytes])
+        if self._buffer:
+            self._buffer.append(data)
+            self._check_high()
+            return
         try:
-            self._do_read__copied()
-            outgoing = inner._outgoing
-            if outgoing.pending and inner._transport is not None:
-                inner._transport.write(outgoing.read())  # e.g. a TLS 1.3 KeyUpdate reply
-            if inner._ssl_reading_paused or inner._incoming.pending >= inner._incoming_high_water:
-                inner._control_ssl_reading()
-        except Exception as exc:
-            inner._fatal_error(exc, "Fatal error on SSL protocol")
-
-    def send(self, data: bytes) -> None:
-        """Write application data (the app transport's write, minus its checks).
-
-        The common case (connection up, nothing queued, socket not pushing back):
-        encrypt straight into the outgoing BIO and hand the records to the transport,
-        skipping asyncio's backlog bookkeeping. Anything else takes asyncio's path.
-        """
-        inner: Any = self
-        if (
-            inner._state is not sslproto.SSLProtocolState.WRAPPED
-            or inner._write_backlog
-            or inner._ssl_writing_paused
-            or not data
-        ):
-            if data:
-                super()._write_appdata([data])
+            sent = self.conn.send(data)
+        except (SSL.WantWriteError, SSL.WantReadError):
+            sent = 0
+        except (SSL.Error, OSError) as exc:
+            self._lost(exc)
             return
+        if sent < len(data):
+            # OpenSSL accepts a moved buffer on retry (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER,
+            # which pyOpenSSL sets), so the rest can be a view.
+            self._buffer.append(memoryview(data)[sent:])
+            self._want_write()
+            self._check_high()
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes accepted but not yet sent."""
+        return sum(len(b) for b in self._buffer)
+
+    def _check_high(self) -> None:
+        if not self._protocol_paused and self.get_write_buffer_size() > HIGH_WATER:
+            self._protocol_paused = True
+            self.protocol.pause_writing()
+
+    def _on_writable(self) -> None:
+        if self._state == _HANDSHAKE:
+            self._handshake()
+            return
+        buffer = self._buffer
+        conn = self.conn
+        while buffer:
+            data = buffer[0]
+            try:
+                sent = conn.send(data)
+            except (SSL.WantWriteError, SSL.WantReadError):
+                return
+            except (SSL.Error, OSError) as exc:
+                self._lost(exc)
+                return
+            if sent < len(data):
+                buffer[0] = memoryview(data)[sent:]
+                return
+            buffer.popleft()
+        self._stop_writing()
+        if self._protocol_paused and self._state == _OPEN:
+            self._protocol_paused = False
+            self.protocol.resume_writing()
+        if self._state == _CLOSING:
+            self._shutdown()
+        elif self._state == _OPEN and self.conn.pending():
+            self.loop.call_soon(self._on_readable)
+
+    # -- closing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Flush what is queued, send close_notify, then close (lingering)."""
+        if self._state != _OPEN:
+            return
+        self._state = _CLOSING
+        if self._eof:
+            self._stop_reading()
+        else:
+            self._want_read()  # to see the peer's EOF; what it sends now is dropped
+        if not self._buffer:
+            self._shutdown()
+
+    def abort(self) -> None:
+        """Close now, dropping what is queued."""
+        if self._state != _CLOSED:
+            self._buffer.clear()
+            self._finish(None)
+
+    def is_closing(self) -> bool:
+        """True once close() or abort() was called, or the connection was lost."""
+        return self._state != _OPEN
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The few transport facts connections ask for: peername, socket."""
+        if name == "peername":
+            return self.peer
+        if name == "socket":
+            return self.sock
+        return default
+
+    def _shutdown(self) -> None:
         try:
-            count = inner._sslobj.write(data)
-            records = inner._outgoing.read()
-            if records:
-                inner._transport.write(records)
-        except Exception as exc:
-            inner._fatal_error(exc, "Fatal error on SSL protocol")
+            self.conn.shutdown()  # our close_notify; the peer's is not waited for here
+        except (SSL.Error, OSError):
+            pass
+        if self._eof:
+            self._finish(None)
+        else:
+            self._linger()
+
+    def _linger(self) -> None:
+        self._state = _LINGER
+        self._stop_writing()
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._finish(None)
             return
-        if count < len(data):  # a memory BIO takes it all; defensive
-            super()._write_appdata([data[count:]])
-        elif inner._app_writing_paused:
-            inner._control_app_writing()
+        self._linger_until = self.loop.time() + LINGER_SECONDS
+        self._want_read()
 
-    def _write_appdata(self, list_of_data: Any) -> None:
-        # asyncio's app transport (write, writelines) lands here: take the fast path per
-        # buffer; send() falls back to asyncio's queue whenever it must, in order.
-        for data in list_of_data:
-            self.send(data)
+    def _drain(self) -> None:
+        try:
+            while self.sock.recv(READ_SIZE):
+                pass
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._finish(None)  # EOF (or an error): the peer is gone
 
-    def _check_shutdown_timeout(self) -> None:
-        inner: Any = self
-        shutting = (sslproto.SSLProtocolState.FLUSHING, sslproto.SSLProtocolState.SHUTDOWN)
-        if inner._state in shutting and inner._transport is not None:
-            inner._transport.abort()
+    def check_linger(self, now: float) -> None:
+        """Called by the gateway's sweeper: end a linger that outlived its deadline."""
+        if self._state == _LINGER and now > self._linger_until:
+            self._finish(None)
+
+    @property
+    def lingering(self) -> bool:
+        """True while the stream waits for the peer to close after our close."""
+        return self._state == _LINGER
+
+    def _lost(self, exc: BaseException | None) -> None:
+        self._buffer.clear()
+        self._finish(exc)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self._state == _CLOSED:
+            return
+        self._state = _CLOSED
+        self._stop_reading()
+        self._stop_writing()
+        self.sock.close()
+        if self._opened:
+            self.protocol.connection_lost(exc)
+        if self._closed_cb is not None:
+            self._closed_cb(self)
+
+    def on_closed(self, callback: Callable[[TLSStream], None]) -> None:
+        """Call `callback(stream)` once the socket is closed (the gateway's accounting)."""
+        self._closed_cb = callback
+
+    # -- readiness -------------------------------------------------------------------------
+    def _want_read(self) -> None:
+        if not self._reading:
+            self._reading = True
+            self.loop.add_reader(self.fd, self._on_readable)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self.loop.remove_reader(self.fd)
+
+    def _want_write(self) -> None:
+        if not self._writing:
+            self._writing = True
+            self.loop.add_writer(self.fd, self._on_writable)
+
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._writing = False
+            self.loop.remove_writer(self.fd)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -147,7 +147,7 @@ class IdentityHeaders:
 
 
 def build_identity_block(
-    identity: PeerIdentity, config: IdentityHeaders, *, by: str | None = None
+    identity: PeerIdentity, config: IdentityHeaders, *, by: str | Sequence[str] | None = None
 ) -> bytes:
     """The `Name: value\\r\\n` lines to append to every request head on this connection.
 

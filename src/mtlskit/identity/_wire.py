@@ -50,7 +50,10 @@ def _xfcc_field_set(fields: tuple[str, ...]) -> frozenset[str]:
 
 
 def xfcc_value(
-    identity: PeerIdentity, *, fields: Iterable[str] = XFCC_FIELDS, by: str | None = None
+    identity: PeerIdentity,
+    *,
+    fields: Iterable[str] = XFCC_FIELDS,
+    by: str | Iterable[str] | None = None,
 ) -> str:
     """The x-forwarded-client-cert element Envoy (SANITIZE_SET) would send for this client.
 
@@ -68,13 +71,15 @@ def xfcc_value(
     Args:
         identity: the client.
         fields: which optional keys to emit (case-insensitive).
-        by: the gateway's own URI SAN, emitted first as `By=`.
+        by: the gateway's own URI SAN(s), each emitted first as a `By=` pair (Envoy: one
+            per URI SAN of the proxy's certificate).
 
     Raises:
         ConfigError: `fields` names a key Envoy does not define.
     """
     wanted = _xfcc_field_set(tuple(fields))
-    parts = [f"By={_xfcc_plain(by)}"] if by else []
+    bys = (by,) if isinstance(by, str) else tuple(by or ())
+    parts = [f"By={_xfcc_plain(b)}" for b in bys if b]
     if "Hash" in wanted:
         parts.append(f"Hash={identity.fingerprint_sha256}")
     if "Cert" in wanted:
