@@ -111,6 +111,10 @@ class LimitsConfig:
     # The kernel's accept queue (listen(2) backlog), as nginx's default; the kernel caps it
     # at net.core.somaxconn.
     backlog: int = 1024
+    # Idle upstream connections kept for any client (HTTP mode; nginx's `keepalive 64`),
+    # and how long one may wait (nginx's keepalive_timeout for upstreams is 60 s).
+    upstream_keepalive: int = 64
+    upstream_keepalive_timeout: timedelta = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,9 +75,11 @@ def test_connection_named_fields_go_but_framing_and_ours_stay() -> None:
     assert out.named == frozenset({b"x-a", b"x-b", b"x-client"})
 
 
-def test_keep_alive_and_close_are_said_by_the_gateway() -> None:
-    assert b"connection: close\r\n" in _rewrite([(b"Host", b"a")], keep_alive=False).head
-    head = _rewrite([(b"Host", b"a")], version="1.0", keep_alive=True).head
+def test_the_upstream_connection_is_kept_whatever_the_client_says() -> None:
+    # the client's "close" is the gateway's to honour; the pooled upstream link stays
+    closing = _rewrite([(b"Host", b"a"), (b"Connection", b"close")], keep_alive=False)
+    assert b"connection" not in closing.head.lower() and not closing.keep_alive
+    head = _rewrite([(b"Host", b"a")], version="1.0", keep_alive=False).head
     assert b"connection: keep-alive\r\n" in head
     assert b"connection" not in _rewrite([(b"Host", b"a")]).head.lower()
 

@@ -43,6 +43,8 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "max_header_bytes": ("limits.max_header_bytes", "int"),
     "max_connections": ("limits.max_connections", "int"),
     "backlog": ("limits.backlog", "int"),
+    "upstream_keepalive": ("limits.upstream_keepalive", "int"),
+    "upstream_keepalive_timeout": ("limits.upstream_keepalive_timeout", "str"),
 }
 _HELP = {
     "listen": "TLS listener host:port (e.g. 127.0.0.1:8443)",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import TYPE_CHECKING
 
+from mtlskit.gateway.pool import UpstreamLink, UpstreamOwner
 from mtlskit.identity import PeerIdentity
 from mtlskit.policy import Decision
 
@@ -14,46 +14,15 @@ if TYPE_CHECKING:
     from mtlskit.gateway.state import GatewayState
     from mtlskit.gateway.tls import TLSStream
 
-__all__ = ["Connection", "UpstreamProtocol"]
+__all__ = ["Connection"]
 
 
-class UpstreamProtocol(asyncio.Protocol):
-    """The workload side of one client connection; everything is relayed to `conn`."""
+class Connection(UpstreamOwner):
+    """A verified client connection: identity and decision fixed for its whole life.
 
-    __slots__ = ("conn", "data_received", "transport")
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.transport: asyncio.Transport | None = None
-        # Bytes from the workload go straight to the connection: one call less per chunk
-        # (the loop looks data_received up once, when the protocol is set).
-        self.data_received = conn.from_upstream  # type: ignore[method-assign]
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def eof_received(self) -> bool:
-        return False  # close; connection_lost tells the client side
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.upstream_lost(exc)
-
-    # Backpressure: if the workload cannot keep up, stop reading from the client.
-    def pause_writing(self) -> None:
-        self.conn.upstream_full = True
-        if self.conn.transport is not None:
-            self.conn.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.conn.upstream_full = False
-        self.conn.resume_client()
-
-
-class Connection(asyncio.Protocol):
-    """A verified client connection: identity and decision fixed for its whole life."""
+    Its upstream link is its own (TCP mode, or HTTP without a pool) or taken from the
+    gateway's pool for as long as requests are in flight, then parked (HTTP mode).
+    """
 
     def __init__(self, gateway: Gateway, state: GatewayState) -> None:
         self.gateway = gateway
@@ -63,7 +32,10 @@ class Connection(asyncio.Protocol):
         self.transport: TLSStream | None = None
         self.identity: PeerIdentity | None = None
         self.decision: Decision | None = None
-        self.upstream: UpstreamProtocol | None = None
+        self.upstream: UpstreamLink | None = None
+        pool = gateway.pool
+        self.pool = pool if pool is not None and pool.keepalive else None
+        self.parked = False  # our link waits in the pool; another client may take it
         self.pending: list[bytes] | None = None  # bytes for the upstream while it connects
         self.closing = False
         self.upstream_full = False  # the workload pushes back: client reading is paused
@@ -77,8 +49,12 @@ class Connection(asyncio.Protocol):
         self.closing = True
         if self.transport is not None:
             self.gateway.connection_closed(self)
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.close()
+        link, self.upstream = self.upstream, None
+        if link is not None:
+            if self.parked:
+                link.orphan()  # it stays parked for other clients
+            else:
+                link.discard()
 
     def pause_writing(self) -> None:
         if self.upstream is not None and self.upstream.transport is not None:
@@ -101,15 +77,62 @@ class Connection(asyncio.Protocol):
         self.on_begin()
 
     def close(self) -> None:
-        """Close the client side (pending writes are flushed) and the upstream."""
+        """Close the client side (pending writes are flushed) and an unparked upstream."""
         self.closing = True
         if self.transport is not None:
             self.transport.close()
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.close()
+        if self.upstream is not None and not self.parked:
+            link, self.upstream = self.upstream, None
+            link.discard()
+
+    def use_upstream(self) -> bool:
+        """Have a link for the next request: our own, a parked one, or a new one.
+
+        Returns:
+            True when the link was used before (it may have been closed by the workload
+            meanwhile: a request on it may be retried once).
+        """
+        link = self.upstream
+        if link is not None:
+            if not self.parked:
+                return link.reused  # already ours (pipelining), or being connected
+            self.parked = False
+            if self.pool is not None and self.pool.unpark(link):
+                return True
+            self.upstream = None  # gone stale while parked
+        if self.pending is not None:
+            return False  # being connected
+        if self.pool is not None:
+            link = self.pool.take(self)
+            if link is not None:
+                self.upstream = link
+                return True
+        self.connect_upstream()
+        return False
+
+    def park_upstream(self) -> None:
+        """Nothing is in flight: let other clients use our link until we need it again."""
+        link = self.upstream
+        if link is None or self.pending is not None:
+            return
+        if self.pool is None:
+            return  # no pool: the link stays ours
+        self.parked = True
+        self.pool.park(link, self.loop.time())
+
+    def drop_upstream(self) -> None:
+        """The link cannot carry another request (the workload said close, or we lost step)."""
+        link, self.upstream = self.upstream, None
+        self.parked = False
+        if link is not None:
+            link.discard()
+
+    def upstream_taken(self) -> None:
+        self.upstream = None
+        self.parked = False
 
     def connect_upstream(self) -> None:
-        """Open the upstream connection; bytes sent meanwhile wait in `pending`."""
+        """Open a new upstream connection; bytes sent meanwhile wait in `pending`."""
         self.pending = []
         if self.transport is not None:
             self.transport.pause_reading()
@@ -138,7 +161,8 @@ class Connection(asyncio.Protocol):
             self.upstream_failed(kind)
             return
         if self.closing:
-            self.close()
+            self.drop_upstream()
+            self.pending = None
             return
         upstream = self.upstream
         assert upstream is not None and upstream.transport is not None  # noqa: S101
@@ -158,8 +182,8 @@ class Connection(asyncio.Protocol):
         ):
             self.transport.resume_reading()
 
-    def _made(self) -> UpstreamProtocol:
-        self.upstream = UpstreamProtocol(self)
+    def _made(self) -> UpstreamLink:
+        self.upstream = UpstreamLink(self.pool, self)
         return self.upstream
 
     def send_upstream(self, data: bytes) -> None:

@@ -101,6 +101,7 @@ class Rewritten(NamedTuple):
         upgrade: the Upgrade value forwarded (empty: not an upgrade request).
         keep_alive: the client may send another request on this connection.
         named: field names the client's Connection header named (dropped from trailers).
+        bodiless: the request has no body (no chunks, no or a zero Content-Length).
     """
 
     head: bytes
@@ -108,6 +109,7 @@ class Rewritten(NamedTuple):
     upgrade: bytes
     keep_alive: bool
     named: frozenset[bytes]
+    bodiless: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +221,9 @@ def rewrite_request_head(
         if chunked or length not in (b"", b"0"):
             return Refusal(400, "an Upgrade request cannot carry a body")
         out += (b"connection: upgrade\r\nupgrade: ", b", ".join(offered), b"\r\n")
-    elif not keep_alive and version == "1.1":
-        out.append(b"connection: close\r\n")
-    elif keep_alive and version != "1.1":
+    elif version != "1.1":
+        # The upstream connection outlives this client's (it is pooled): ask HTTP/1.0
+        # workloads to keep it; a client's own "close" is the gateway's to honour.
         out.append(b"connection: keep-alive\r\n")
     if te_trailers:
         out.append(b"te: trailers\r\n")
@@ -229,7 +231,8 @@ def rewrite_request_head(
     if host:
         out += (b"x-forwarded-host: ", host, b"\r\n")
     out += (ctx.identity_block, b"\r\n")
-    return Rewritten(b"".join(out), chunked, b", ".join(offered), keep_alive, named)
+    bodiless = not chunked and length in (b"", b"0")
+    return Rewritten(b"".join(out), chunked, b", ".join(offered), keep_alive, named, bodiless)
 
 
 def filter_trailers(

@@ -22,6 +22,8 @@ from mtlskit.policy import Decision
 
 __all__ = ["HTTPConnection"]
 
+# RFC 9110 9.2.2: requests a client may repeat; without a body they can be sent again as is.
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _REASONS = {
     400: b"Bad Request",
     403: b"Forbidden",
@@ -132,6 +134,8 @@ class HTTPConnection(Connection):
         self.in_response = False  # the workload has started an answer not yet complete
         # (method, target, start time) of requests sent upstream, oldest first.
         self.requests: deque[tuple[bytes, bytes, float]] = deque()
+        self.replay: bytes | None = None  # the request in flight, if it may be sent again
+        self.retried = False
 
     def holding(self) -> bool:
         return self.held is not None
@@ -237,8 +241,18 @@ class HTTPConnection(Connection):
         self.last_request = not head.keep_alive
         self.in_body = True
         self.requests.append((method, target, self.loop.time()))
-        if self.upstream is None and self.pending is None:
-            self.connect_upstream()
+        reused = self.use_upstream()
+        # On a link that carried requests before, the workload may have closed it just
+        # now: keep what is needed to send this request once more on a new connection.
+        self.replay = (
+            head.head
+            if reused
+            and len(self.requests) == 1
+            and method in _IDEMPOTENT
+            and head.bodiless
+            and not head.upgrade
+            else None
+        )
         self.send_upstream(head.head)
 
     def on_body(self, body: bytes) -> None:
@@ -265,11 +279,16 @@ class HTTPConnection(Connection):
             self.awaiting_since = self.loop.time()
         if self.last_request:
             self.discard = True  # nothing after a Connection: close request is read
+        elif not self.requests:
+            self._release()  # answered before its body ended: the link is free now
 
     # -- upstream -> client ----------------------------------------------------------------
     def from_upstream(self, data: bytes) -> None:
-        if self.transport is None:
+        if not self.requests and not self.tunnel:
+            # Nobody asked (a parked link, or after an answer): the link is out of step.
+            self.drop_upstream()
             return
+        self.replay = None
         self.write(data)
         if self.requests:  # an answer is under way: it may not be cut by a 504 reply
             self.awaiting_since = self.loop.time()
@@ -300,6 +319,18 @@ class HTTPConnection(Connection):
                 self.close()  # the client asked for this to be the last response
             elif self.held is not None:
                 self._upgrade_refused()
+            elif not self.in_body:
+                self._release()
+
+    def _release(self) -> None:
+        """Nothing in flight: park the link for other clients, or drop it if it cannot go on."""
+        if self.upstream is None or self.parked or self.closing or self.tunnel:
+            return
+        watcher = self.watcher
+        if watcher is not None and watcher.framed:
+            self.park_upstream()
+        else:  # the workload closes after this answer, or we lost track of its framing
+            self.drop_upstream()
 
     def _upgrade_refused(self) -> None:
         """The workload answered the upgrade request without 101: go on speaking HTTP."""
@@ -339,10 +370,22 @@ class HTTPConnection(Connection):
         self.awaiting_since = 0.0
 
     def upstream_lost(self, exc: Exception | None) -> None:
+        self.upstream = None
+        self.parked = False
         if self.closing or self.transport is None:
             return  # we closed it (the client hung up, or a reply ended the connection)
         if self.tunnel:
             self.close()
+            return
+        if not self.requests and not self.in_response:
+            return  # an idle link went away: the next request gets another one
+        if self.replay is not None and not self.retried and len(self.requests) == 1:
+            # A reused link the workload had closed: send the request once more, on a
+            # new connection (idempotent, bodiless, nothing answered yet).
+            replay, self.replay = self.replay, None
+            self.retried = True
+            self.connect_upstream()
+            self.send_upstream(replay)
             return
         if self.requests and not self.in_response:
             # The workload hung up without answering the request in flight.

@@ -18,6 +18,7 @@ from mtlskit.gateway.handshake import HandshakeTimeoutError, classify_handshake_
 from mtlskit.gateway.http import HTTPConnection
 from mtlskit.gateway.logs import EventLog
 from mtlskit.gateway.metrics import Metrics
+from mtlskit.gateway.pool import UpstreamPool
 from mtlskit.gateway.state import GatewayState, file_stamps, load_state, watched_files
 from mtlskit.gateway.tcp import TCPConnection
 from mtlskit.gateway.tls import TLSStream
@@ -97,6 +98,16 @@ class Gateway:
         self.streams: set[TLSStream] = set()
         self.connections: set[Connection] = set()
         self.listener: socket.socket | None = None
+        limits = config.limits
+        self.pool = (
+            UpstreamPool(
+                config.upstream,
+                keepalive=limits.upstream_keepalive,
+                keepalive_timeout=limits.upstream_keepalive_timeout.total_seconds(),
+            )
+            if config.mode == "http"
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_class = HTTPConnection if config.mode == "http" else TCPConnection
         self._handshake_timeout = config.limits.handshake_timeout.total_seconds()
@@ -157,6 +168,8 @@ class Gateway:
             conn.close()
         for stream in list(self.streams):  # lingering closes: no need to wait for them
             stream.abort()
+        if self.pool is not None:
+            self.pool.close()
         self.metrics.flush()
         self.log.event("stopped", "gateway stopped")
 
@@ -338,6 +351,8 @@ class Gateway:
             for conn in list(self.connections):
                 if not conn.closing:
                     conn.check(now)
+            if self.pool is not None:
+                self.pool.sweep(now)
 
     async def _watch(self) -> None:
         interval = self.config.reload_interval.total_seconds()
