@@ -16,6 +16,7 @@ from mtlskit.gateway.head import (
     filter_trailers,
     rewrite_request_head,
 )
+from mtlskit.gateway.replies import REFUSALS
 
 OURS = b"X-Forwarded-Client-Cert: Hash=ours\r\nX-Client: alice\r\n"
 CTX = HeadContext(
@@ -105,7 +106,7 @@ def test_refusals() -> None:
     def refused(version: str, headers: list[tuple[bytes, bytes]], **kw: Any) -> int:
         out = rewrite_request_head(b"POST", b"/", version, headers, keep_alive=True, ctx=CTX, **kw)
         assert isinstance(out, Refusal)
-        return out.status
+        return REFUSALS[out.code].status.value  # every refusal is in the reply table
 
     assert refused("1.1", [], wants_upgrade=False) == 400
     assert refused("1.1", [(b"Host", b"a"), (b"host", b"b")], wants_upgrade=False) == 400

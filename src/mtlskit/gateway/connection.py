@@ -1,43 +1,110 @@
-"""One client connection after its handshake, and its upstream link: shared by HTTP and TCP."""
+"""One client connection after its handshake, and its upstream link: shared by HTTP and TCP.
+
+A connection gets a small context (loop, config, metrics, log, upstream pool, and a
+callback for the gateway's accounting), never the Gateway itself: the Gateway owns the
+listener, the lifecycle, reloads and accounting, and asks connections to `shutdown()`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from mtlskit.gateway.pool import UpstreamLink, UpstreamOwner
+from mtlskit.gateway.access import access_record
+from mtlskit.gateway.admission import Admission
+from mtlskit.gateway.pool import UpstreamLink, UpstreamOwner, UpstreamPool
+from mtlskit.gateway.replies import REFUSALS
 from mtlskit.identity import PeerIdentity
 from mtlskit.policy import Decision
 
 if TYPE_CHECKING:
-    from mtlskit.gateway.server import Gateway
+    from mtlskit.config import GatewayConfig
+    from mtlskit.gateway.logs import EventLog
+    from mtlskit.gateway.metrics import Metrics
     from mtlskit.gateway.state import GatewayState
     from mtlskit.gateway.tls import TLSStream
 
-__all__ = ["Connection"]
+__all__ = ["ConnContext", "Connection"]
+
+
+@dataclass(eq=False, slots=True)
+class ConnContext:
+    """What every connection of one gateway worker shares.
+
+    Attributes:
+        loop: the running loop.
+        config: the gateway's configuration.
+        metrics: the metric handles.
+        log: the event and access log.
+        pool: parked upstream links (HTTP mode), or None.
+        closed: tells the gateway a verified connection has ended (its accounting).
+    """
+
+    loop: asyncio.AbstractEventLoop
+    config: GatewayConfig
+    metrics: Metrics
+    log: EventLog
+    pool: UpstreamPool | None
+    closed: Callable[[Connection], None]
+
+    def event(self, event: str, message: str, *, level: str = "info", **fields: Any) -> None:
+        """A gateway event line."""
+        self.log.event(event, message, level=level, **fields)
+
+    def access(
+        self,
+        conn: Connection,
+        method: bytes,
+        target: bytes,
+        status: int,
+        size: int,
+        seconds: float,
+        note: str = "",
+    ) -> None:
+        """Count one response by status and, with the access log on, write its line."""
+        if status:
+            self.metrics.response(status)
+        if self.config.access_log:
+            self.log.access(
+                access_record(
+                    client=conn.client_ip,
+                    identity=conn.identity,
+                    decision=conn.decision,
+                    method=method,
+                    target=target,
+                    status=status,
+                    size=size,
+                    seconds=seconds,
+                    note=note,
+                )
+            )
 
 
 class Connection(UpstreamOwner):
     """A verified client connection: identity and decision fixed for its whole life.
 
     Its upstream link is its own (TCP mode, or HTTP without a pool) or taken from the
-    gateway's pool for as long as requests are in flight, then parked (HTTP mode).
+    pool for as long as requests are in flight, then parked (HTTP mode).
     """
 
-    def __init__(self, gateway: Gateway, state: GatewayState) -> None:
-        self.gateway = gateway
-        self.loop = gateway.loop
+    def __init__(self, ctx: ConnContext, state: GatewayState) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
         self.state = state
         self.client_ip = "-"
         self.transport: TLSStream | None = None
         self.identity: PeerIdentity | None = None
         self.decision: Decision | None = None
+        self.header_block = b""
         self.upstream: UpstreamLink | None = None
-        pool = gateway.pool
+        pool = ctx.pool
         self.pool = pool if pool is not None and pool.keepalive else None
         self.parked = False  # our link waits in the pool; another client may take it
         self.pending: list[bytes] | None = None  # bytes for the upstream while it connects
         self.closing = False
+        self.draining = False  # the gateway is stopping: finish what is in flight, then close
         self.upstream_full = False  # the workload pushes back: client reading is paused
         self.last_activity = self.loop.time()
 
@@ -48,7 +115,7 @@ class Connection(UpstreamOwner):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         if self.transport is not None:
-            self.gateway.connection_closed(self)
+            self.ctx.closed(self)
         link, self.upstream = self.upstream, None
         if link is not None:
             if self.parked:
@@ -65,14 +132,15 @@ class Connection(UpstreamOwner):
             self.upstream.transport.resume_reading()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def begin(self, transport: TLSStream, identity: PeerIdentity, decision: Decision) -> None:
-        """Start serving after a successful handshake and policy decision."""
+    def begin(self, transport: TLSStream, admission: Admission) -> None:
+        """Start serving after a successful handshake and the admission verdict."""
         self.transport = transport
         self.write = transport.write
         peer = transport.get_extra_info("peername")
         self.client_ip = str(peer[0]) if isinstance(peer, tuple) else "unix"
-        self.identity = identity
-        self.decision = decision
+        self.identity = admission.identity
+        self.decision = admission.decision
+        self.header_block = admission.header_block
         self.last_activity = self.loop.time()
         self.on_begin()
 
@@ -85,6 +153,28 @@ class Connection(UpstreamOwner):
             link, self.upstream = self.upstream, None
             link.discard()
 
+    def shutdown(self) -> None:
+        """The gateway stops: close now if nothing is in flight, else after it is done."""
+        self.draining = True
+        if self.idle:
+            self.close()
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is in flight: a shutdown may close it at once."""
+        return True
+
+    def deny(self, method: bytes, target: bytes) -> None:
+        """Count and log a client refused by policy, revocation or its certificate."""
+        decision = self.decision
+        code = (decision.rule if decision is not None else "") or "no_rule_matched"
+        self.ctx.metrics.denied.labels(code).inc()
+        status = REFUSALS["denied"].status.value if method != b"-" else 0
+        self.ctx.access(
+            self, method, target, status, 0, 0.0, note=decision.reason if decision else ""
+        )
+
+    # -- the upstream link -----------------------------------------------------------------
     def use_upstream(self) -> bool:
         """Have a link for the next request: our own, a parked one, or a new one.
 
@@ -113,15 +203,13 @@ class Connection(UpstreamOwner):
     def park_upstream(self) -> None:
         """Nothing is in flight: let other clients use our link until we need it again."""
         link = self.upstream
-        if link is None or self.pending is not None:
-            return
-        if self.pool is None:
-            return  # no pool: the link stays ours
+        if link is None or self.pending is not None or self.pool is None:
+            return  # without a pool the link stays ours
         self.parked = True
         self.pool.park(link, self.loop.time())
 
     def drop_upstream(self) -> None:
-        """The link cannot carry another request (the workload said close, or we lost step)."""
+        """The link cannot carry another request (the workload said close, or lost step)."""
         link, self.upstream = self.upstream, None
         self.parked = False
         if link is not None:
@@ -139,9 +227,9 @@ class Connection(UpstreamOwner):
         self.loop.create_task(self._connect())
 
     async def _connect(self) -> None:
-        gateway = self.gateway
-        address = gateway.config.upstream
-        timeout = gateway.config.limits.upstream_connect_timeout.total_seconds()
+        ctx = self.ctx
+        address = ctx.config.upstream
+        timeout = ctx.config.limits.upstream_connect_timeout.total_seconds()
         try:
             async with asyncio.timeout(timeout):
                 if address.scheme == "unix":
@@ -152,8 +240,8 @@ class Connection(UpstreamOwner):
                     )
         except (OSError, TimeoutError) as exc:
             kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
-            gateway.metrics.upstream_errors.labels(kind).inc()
-            gateway.log_event(
+            ctx.metrics.upstream_errors.labels(kind).inc()
+            ctx.event(
                 "upstream_error",
                 f"cannot reach upstream {address}: {exc or 'timed out'}",
                 level="warning",
@@ -171,6 +259,10 @@ class Connection(UpstreamOwner):
             upstream.transport.write(b"".join(pending))
         self.resume_client()
 
+    def _made(self) -> UpstreamLink:
+        self.upstream = UpstreamLink(self.pool, self)
+        return self.upstream
+
     def resume_client(self) -> None:
         """Read from the client again, unless something else still holds it paused."""
         if (
@@ -182,21 +274,12 @@ class Connection(UpstreamOwner):
         ):
             self.transport.resume_reading()
 
-    def _made(self) -> UpstreamLink:
-        self.upstream = UpstreamLink(self.pool, self)
-        return self.upstream
-
     def send_upstream(self, data: bytes) -> None:
         """Write to the workload, or queue while the connection is being opened."""
         if self.pending is not None:
             self.pending.append(data)
         elif self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.write(data)
-
-    @property
-    def idle(self) -> bool:
-        """True when nothing is in flight: a shutdown may close it at once."""
-        return True
 
     # -- for subclasses --------------------------------------------------------------------
     def holding(self) -> bool:
@@ -219,8 +302,8 @@ class Connection(UpstreamOwner):
         self.close()
 
     def check(self, now: float) -> None:
-        """Called about once a second by the gateway's sweeper: enforce timeouts."""
-        limits = self.gateway.config.limits
+        """Called about twice a second by the gateway's sweeper: enforce timeouts."""
+        limits = self.ctx.config.limits
         if now - self.last_activity > limits.idle_timeout.total_seconds():
-            self.gateway.log_event("idle_timeout", f"{self.client_ip}: idle, closed", level="debug")
+            self.ctx.event("idle_timeout", f"{self.client_ip}: idle, closed", level="debug")
             self.close()

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mtlskit.config import GatewayConfig
+from mtlskit.gateway.listen import bind_listener
 from mtlskit.gateway.logs import EventLog
-from mtlskit.gateway.server import Gateway, bind_listener
+from mtlskit.gateway.server import Gateway
 
 __all__ = ["EmbeddedGateway", "embedded_gateway"]
 

@@ -114,9 +114,9 @@ class Rewritten(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """A head the gateway answers itself, with the status and why."""
+    """A head the gateway answers itself: the code in gateway.replies.REFUSALS, and why."""
 
-    status: int
+    code: str
     message: str
 
 
@@ -151,8 +151,8 @@ def rewrite_request_head(
         ctx: the connection's fixed parts.
 
     Returns:
-        The head to forward, or a Refusal (400 for ambiguous framing or Host, 501 for a
-        transfer coding other than chunked).
+        The head to forward, or a Refusal (bad_host, bad_framing, upgrade_body: 400;
+        coding: 501).
     """
     out = [method, b" ", target, b" HTTP/", version.encode(), b"\r\n"]
     stripped = ctx.stripped
@@ -207,19 +207,19 @@ def rewrite_request_head(
         if b"x-forwarded-for" in named:
             xff = b""
     if hosts > 1 or (hosts == 0 and version == "1.1"):
-        return Refusal(400, "a request needs exactly one Host header (RFC 9112 3.2)")
+        return Refusal("bad_host", "a request needs exactly one Host header (RFC 9112 3.2)")
     chunked = coding is not None
     if chunked:
         if version != "1.1":
-            return Refusal(400, f"HTTP/{version} requests cannot use Transfer-Encoding")
+            return Refusal("bad_framing", f"HTTP/{version} requests cannot use Transfer-Encoding")
         if coding != b"chunked":
-            return Refusal(501, "the only transfer coding accepted is chunked")
+            return Refusal("coding", "the only transfer coding accepted is chunked")
         out.append(b"transfer-encoding: chunked\r\n")
     # Upgrade: h2c is HTTP/2 over cleartext (RFC 9113 3.1): never a tunnel behind TLS.
     offered = [t for t in upgrade if t != b"h2c"] if wants_upgrade else []
     if offered:
         if chunked or length not in (b"", b"0"):
-            return Refusal(400, "an Upgrade request cannot carry a body")
+            return Refusal("upgrade_body", "an Upgrade request cannot carry a body")
         out += (b"connection: upgrade\r\nupgrade: ", b", ".join(offered), b"\r\n")
     elif version != "1.1":
         # The upstream connection outlives this client's (it is pooled): ask HTTP/1.0

@@ -17,32 +17,12 @@ import httptools
 
 from mtlskit.gateway.connection import Connection
 from mtlskit.gateway.head import HeadContext, Refusal, filter_trailers, rewrite_request_head
-from mtlskit.identity import IdentityHeaderError
-from mtlskit.policy import Decision
+from mtlskit.gateway.replies import REFUSALS, reply_bytes
 
 __all__ = ["HTTPConnection"]
 
 # RFC 9110 9.2.2: requests a client may repeat; without a body they can be sent again as is.
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-_REASONS = {
-    400: b"Bad Request",
-    403: b"Forbidden",
-    405: b"Method Not Allowed",
-    408: b"Request Timeout",
-    431: b"Request Header Fields Too Large",
-    501: b"Not Implemented",
-    502: b"Bad Gateway",
-    504: b"Gateway Timeout",
-}
-
-
-def error_response(status: int, message: str) -> bytes:
-    """A short plain-text response that closes the connection."""
-    body = f"{status} {_REASONS[status].decode()}: {message}\n".encode()
-    return (
-        b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-        b"content-length: %d\r\nconnection: close\r\n\r\n" % (status, _REASONS[status], len(body))
-    ) + body
 
 
 class _ResponseWatcher:
@@ -99,20 +79,14 @@ class HTTPConnection(Connection):
     """One client's HTTP/1.1 connection through the gateway."""
 
     def on_begin(self) -> None:
-        assert self.state is not None and self.identity is not None  # noqa: S101
         self.parser: Any = httptools.HttpRequestParser(self)
-        watcher = _ResponseWatcher if self.gateway.config.access_log else _QuietWatcher
+        watcher = _ResponseWatcher if self.ctx.config.access_log else _QuietWatcher
         self.watcher: _ResponseWatcher | None = watcher(self)
         # Fixed per connection: who the client is never changes on a connection.
-        try:
-            identity_block = self.state.identity_block(self.identity)
-        except IdentityHeaderError as exc:
-            identity_block = b""
-            self.decision = Decision(False, "unforwardable_identity", exc.message)
         self.head_ctx = HeadContext(
-            self.state.stripped_headers, self.client_ip.encode(), identity_block
+            self.state.stripped_headers, self.client_ip.encode(), self.header_block
         )
-        self.max_head = self.gateway.config.limits.max_header_bytes
+        self.max_head = self.ctx.config.limits.max_header_bytes
         self.url: list[bytes] = []
         self.headers: list[tuple[bytes, bytes]] = []
         self.trailers: list[tuple[bytes, bytes]] = []
@@ -173,12 +147,12 @@ class HTTPConnection(Connection):
             return
         except httptools.HttpParserError as exc:
             if not self.closing:
-                self.reply(400, f"malformed request ({exc})")
+                self.reply("malformed_request", f"malformed request ({exc})")
             return
         if self.head_started:  # a head still incomplete: bound what we buffer for it
             self.head_bytes += len(data)
             if self.head_bytes > self.max_head:
-                self.reply(431, "the request head is too large")
+                self.reply("head_too_large", "the request head is too large")
 
     # No on_message_begin: one Python call less per request. A request starts at its
     # first URL bytes; its per-request state is reset once the head has been forwarded.
@@ -195,7 +169,7 @@ class HTTPConnection(Connection):
         self.trailers.append((name, value))
         self.trailer_bytes += len(name) + len(value) + 4
         if self.trailer_bytes > self.max_head:
-            self.reply(431, "the request trailers are too large")
+            self.reply("head_too_large", "the request trailers are too large")
 
     def on_headers_complete(self) -> None:
         self.head_started = 0.0
@@ -212,15 +186,15 @@ class HTTPConnection(Connection):
         method: bytes = parser.get_method()
         size = len(target) + sum(len(n) + len(v) + 4 for n, v in headers)
         if size > self.max_head:
-            self.reply(431, "the request head is too large")
+            self.reply("head_too_large", "the request head is too large")
             return
         if not decision.allowed:
             self.discard = True
-            self.gateway.denied(self, decision.reason, method, target)
-            self.reply(403, decision.reason)
+            self.deny(method, target)
+            self.reply("denied", decision.reason)
             return
         if method == b"CONNECT":
-            self.reply(405, "CONNECT is not supported: this is a reverse proxy")
+            self.reply("connect", "CONNECT is not supported: this is a reverse proxy")
             return
         head = rewrite_request_head(
             method,
@@ -233,7 +207,7 @@ class HTTPConnection(Connection):
         )
         if isinstance(head, Refusal):
             self.requests.append((method, target, self.loop.time()))
-            self.reply(head.status, head.message)
+            self.reply(head.code, head.message)
             return
         self.chunked = head.chunked
         self.named = head.named
@@ -310,13 +284,13 @@ class HTTPConnection(Connection):
         # Still waiting for an answer, unless the only request left is still uploading.
         waiting = self.requests and not (self.in_body and len(self.requests) == 1)
         self.awaiting_since = now if waiting else 0.0
-        if self.gateway.config.access_log:
-            self.gateway.access(self, method, target, status, size, now - started)
+        if self.ctx.config.access_log:
+            self.ctx.access(self, method, target, status, size, now - started)
         else:
-            self.gateway.metrics.response(status)
+            self.ctx.metrics.response(status)
         if not self.requests:
-            if self.last_request and not self.in_body:
-                self.close()  # the client asked for this to be the last response
+            if (self.last_request or self.draining) and not self.in_body:
+                self.close()  # the client asked for this to be the last response, or we stop
             elif self.held is not None:
                 self._upgrade_refused()
             elif not self.in_body:
@@ -353,7 +327,7 @@ class HTTPConnection(Connection):
         self.tunnel = True
         self.watcher = None
         method, target, started = self.requests.popleft()
-        self.gateway.access(self, method, target, 101, 0, self.loop.time() - started)
+        self.ctx.access(self, method, target, 101, 0, self.loop.time() - started)
         self.awaiting_since = 0.0
         held, self.held = self.held, None
         if held:
@@ -390,7 +364,7 @@ class HTTPConnection(Connection):
         if self.requests and not self.in_response:
             # The workload hung up without answering the request in flight.
             message = "the upstream closed the connection without a response"
-            self._upstream_fault("reset", message, answer=502)
+            self._upstream_fault("reset", message, answer="upstream_reset")
             return
         watcher = self.watcher
         if self.in_response and watcher is not None:
@@ -401,11 +375,11 @@ class HTTPConnection(Connection):
             self.response_done(watcher.parser.get_status_code(), watcher.body_bytes)
         self.close()
 
-    def _upstream_fault(self, kind: str, message: str, *, answer: int = 0) -> None:
+    def _upstream_fault(self, kind: str, message: str, *, answer: str = "") -> None:
         """Count and log a real upstream failure; answer `answer` if nothing was sent yet."""
-        self.gateway.metrics.upstream_errors.labels(kind).inc()
+        self.ctx.metrics.upstream_errors.labels(kind).inc()
         method, target = self.requests[0][:2] if self.requests else (b"-", b"-")
-        self.gateway.log_event(
+        self.ctx.event(
             "upstream_error",
             f"{self.client_ip}: {message} ({method.decode('latin-1')} "
             f"{target.decode('latin-1')[:200]})",
@@ -418,41 +392,45 @@ class HTTPConnection(Connection):
 
     def upstream_failed(self, kind: str) -> None:
         if kind == "timeout":
-            self.reply(504, "the upstream did not accept the connection in time")
+            self.reply(
+                "upstream_connect_timeout", "the upstream did not accept the connection in time"
+            )
         else:
-            self.reply(502, "the upstream is not reachable")
+            self.reply("upstream_unreachable", "the upstream is not reachable")
 
-    def reply(self, status: int, message: str) -> None:
+    def reply(self, code: str, message: str) -> None:
         """Answer the client ourselves and close (denials, limits, upstream trouble)."""
         if self.closing or self.transport is None:
             return
-        if status != 403:
+        reply = REFUSALS[code]
+        self.ctx.metrics.refused.labels(code).inc()
+        if code != "denied":  # deny() has logged it, with the rule
             method, target = b"-", b"-"
             if self.requests:
                 method, target, _ = self.requests.popleft()
-            self.gateway.access(self, method, target, status, 0, 0.0, note=message)
-        self.transport.write(error_response(status, message))
+            self.ctx.access(self, method, target, reply.status.value, 0, 0.0, note=message)
+        self.transport.write(reply_bytes(reply, message))
         self.close()
 
     def check(self, now: float) -> None:
-        limits = self.gateway.config.limits
+        limits = self.ctx.config.limits
         if self.head_started and now - self.head_started > limits.header_timeout.total_seconds():
-            self.reply(408, "the request head did not arrive in time")
+            self.reply("head_timeout", "the request head did not arrive in time")
         elif (
             self.in_body
             and not self.upstream_full
             and self.pending is None
             and now - self.last_activity > limits.idle_timeout.total_seconds()
         ):
-            self.reply(408, "the request body stopped arriving")
+            self.reply("body_timeout", "the request body stopped arriving")
         elif (
             self.awaiting_since
             and now - self.awaiting_since > limits.upstream_timeout.total_seconds()
         ):
-            self.gateway.metrics.upstream_errors.labels("timeout").inc()
+            self.ctx.metrics.upstream_errors.labels("timeout").inc()
             if self.in_response:
                 self.close()  # half an answer was sent: all we can do is cut it off
             else:
-                self.reply(504, "the upstream did not answer in time")
+                self.reply("upstream_timeout", "the upstream did not answer in time")
         elif not self.requests:
             super().check(now)

@@ -21,6 +21,7 @@ METRIC_NAMES = {
     "mtlskit_handshakes_total": "TLS handshakes by result: ok, or the failure's reason code",
     "mtlskit_requests_total": "HTTP responses relayed, by status code",
     "mtlskit_denied_total": "clients refused after the handshake, by reason",
+    "mtlskit_refused_total": "answers the gateway wrote itself (4xx/5xx), by reason code",
     "mtlskit_upstream_errors_total": (
         "upstream failures, by kind: connect, timeout, reset, aborted, protocol"
     ),
@@ -59,6 +60,9 @@ class Metrics:
         )
         self.denied = Counter(
             "mtlskit_denied", METRIC_NAMES["mtlskit_denied_total"], ["reason"], registry=r
+        )
+        self.refused = Counter(
+            "mtlskit_refused", METRIC_NAMES["mtlskit_refused_total"], ["reason"], registry=r
         )
         self.upstream_errors = Counter(
             "mtlskit_upstream_errors",

@@ -21,13 +21,14 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from mtlskit.config import GatewayConfig
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
+from mtlskit.gateway.listen import bind_listener
 from mtlskit.gateway.logs import EventLog
 from mtlskit.gateway.metrics import Metrics
-from mtlskit.gateway.server import Gateway, bind_listener
+from mtlskit.gateway.server import Gateway
 from mtlskit.gateway.state import load_state
 from mtlskit.gateway.status import StatusServer
 
-__all__ = ["run_gateway_process"]
+__all__ = ["Supervisor", "run_gateway_process"]
 
 
 def _new_loop(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -156,90 +157,116 @@ def run_gateway_process(config: GatewayConfig) -> int:
 
 
 def _supervise(config: GatewayConfig) -> int:
-    log = EventLog(fmt=config.log_format)
-    # Fail fast, in the supervisor and before any worker exists, on bad files and ports in
-    # use (--listen probed without SO_REUSEPORT, so even another SO_REUSEPORT group on the
-    # port is noticed; --status bound for good, so a busy one starts nothing).
-    if config.tls.acme is not None:
-        obtain_at_start(config.tls.acme, log)
-    load_state(config, datetime.now(UTC))
-    _warn_if_key_exposed(config, log)
-    probe = bind_listener(*config.listen)
-    port = probe.getsockname()[1]
-    probe.close()
-    config = dataclasses.replace(config, listen=(config.listen[0], port))
-    workers: list[Any] = []
-    registry = CollectorRegistry()
-    status_server = None
-    if config.status is not None:
-        status_server = StatusServer(
-            lambda: bool(workers) and all(w.is_alive() for w in workers),
-            lambda: generate_latest(registry),
-        )
-        status_server.bind(*config.status)
-    metrics_dir = tempfile.mkdtemp(prefix="mtlskit-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
-    ctx = multiprocessing.get_context("spawn")
+    supervisor = Supervisor(config)
+    try:
+        asyncio.run(supervisor.run())
+    finally:
+        supervisor.cleanup()
+    return 0
 
-    def spawn() -> Any:
-        proc = ctx.Process(target=_worker_main, args=(config,), daemon=False)
+
+class Supervisor:
+    """N worker processes sharing the port (SO_REUSEPORT): start, watch, restart, stop.
+
+    Lifecycle, as uvicorn's supervisors: the constructor checks everything that can fail
+    (files, the ports) before any worker exists; `run()` spawns the workers, serves the
+    status port with metrics summed over them, forwards SIGHUP, restarts a worker that dies,
+    and on SIGTERM/SIGINT stops them all; `cleanup()` removes the metrics directory.
+    """
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.log = EventLog(fmt=config.log_format)
+        # Fail fast, in the supervisor and before any worker exists, on bad files and ports
+        # in use (--listen probed without SO_REUSEPORT, so even another SO_REUSEPORT group
+        # on the port is noticed; --status bound for good, so a busy one starts nothing).
+        if config.tls.acme is not None:
+            obtain_at_start(config.tls.acme, self.log)
+        load_state(config, datetime.now(UTC))
+        _warn_if_key_exposed(config, self.log)
+        probe = bind_listener(*config.listen)
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.config = dataclasses.replace(config, listen=(config.listen[0], self.port))
+        self.workers: list[Any] = []
+        self.registry = CollectorRegistry()
+        self.status: StatusServer | None = None
+        if config.status is not None:
+            self.status = StatusServer(self._ready, lambda: generate_latest(self.registry))
+            self.status.bind(*config.status)
+        self.metrics_dir = tempfile.mkdtemp(prefix="mtlskit-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
+        MultiProcessCollector(self.registry, path=self.metrics_dir)  # type: ignore[no-untyped-call]
+        self._mp = multiprocessing.get_context("spawn")
+        self._stop = asyncio.Event()
+
+    def _ready(self) -> bool:
+        return bool(self.workers) and all(w.is_alive() for w in self.workers)
+
+    def _spawn(self) -> Any:
+        proc = self._mp.Process(target=_worker_main, args=(self.config,), daemon=False)
         proc.start()
         return proc
 
-    async def supervise() -> None:
+    def _forward_hup(self) -> None:
+        for worker in self.workers:
+            if worker.pid and worker.is_alive():
+                os.kill(worker.pid, signal.SIGHUP)
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT; always stops the workers, even after an error."""
+        config = self.config
         renewal = None
         try:
-            workers.extend(spawn() for _ in range(config.workers))
-            log.event(
+            self.workers.extend(self._spawn() for _ in range(config.workers))
+            self.log.event(
                 "supervisor",
-                f"{config.workers} workers on {config.listen[0]}:{port} (SO_REUSEPORT)",
+                f"{config.workers} workers on {config.listen[0]}:{self.port} (SO_REUSEPORT)",
             )
-            if status_server is not None:
-                shost, sport = await status_server.start()
-                log.event("status", f"status on http://{shost}:{sport}/ (healthz, readyz, metrics)")
-            stop = asyncio.Event()
+            if self.status is not None:
+                shost, sport = await self.status.start()
+                self.log.event(
+                    "status", f"status on http://{shost}:{sport}/ (healthz, readyz, metrics)"
+                )
             loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
-            loop.add_signal_handler(signal.SIGINT, stop.set)
-
-            def forward_hup() -> None:
-                for worker in workers:
-                    if worker.pid:
-                        os.kill(worker.pid, signal.SIGHUP)
-
-            loop.add_signal_handler(signal.SIGHUP, forward_hup)
+            loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+            loop.add_signal_handler(signal.SIGINT, self._stop.set)
+            loop.add_signal_handler(signal.SIGHUP, self._forward_hup)
             if config.tls.acme is not None:  # one renewer; workers follow the files
-                renewal = asyncio.create_task(renew_forever(config.tls.acme, log, forward_hup))
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1):
-                        await stop.wait()
-                for i, worker in enumerate(workers):
-                    if not worker.is_alive() and not stop.is_set():
-                        log.event(
-                            "worker_restart",
-                            f"worker {worker.pid} exited ({worker.exitcode})",
-                            level="warning",
-                        )
-                        await asyncio.sleep(0.2)  # do not spin on a worker that dies at once
-                        workers[i] = spawn()
+                renew = renew_forever(config.tls.acme, self.log, self._forward_hup)
+                renewal = asyncio.create_task(renew)
+            await self._watch()
         finally:
-            # Also on an error: multiprocessing joins non-daemon workers at exit, so a
-            # worker left running would keep this process (and the port) forever.
             if renewal is not None:
                 renewal.cancel()
-            for worker in workers:
-                if worker.pid and worker.is_alive():  # never signal a reaped (reusable) pid
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(worker.pid, signal.SIGTERM)
-            for worker in workers:
-                worker.join(config.limits.drain_timeout.total_seconds() + 5)
-            if status_server is not None:
-                await status_server.close()
+            self._stop_workers()
+            if self.status is not None:
+                await self.status.close()
 
-    try:
-        asyncio.run(supervise())
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1):
+                    await self._stop.wait()
+            for i, worker in enumerate(self.workers):
+                if not worker.is_alive() and not self._stop.is_set():
+                    self.log.event(
+                        "worker_restart",
+                        f"worker {worker.pid} exited ({worker.exitcode})",
+                        level="warning",
+                    )
+                    await asyncio.sleep(0.2)  # do not spin on a worker that dies at once
+                    self.workers[i] = self._spawn()
+
+    def _stop_workers(self) -> None:
+        # Also after an error: multiprocessing joins non-daemon workers at exit, so a
+        # worker left running would keep this process (and the port) forever.
+        for worker in self.workers:
+            if worker.pid and worker.is_alive():  # never signal a reaped (reusable) pid
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+        for worker in self.workers:
+            worker.join(self.config.limits.drain_timeout.total_seconds() + 5)
+
+    def cleanup(self) -> None:
+        """Remove the metrics directory the workers wrote into."""
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)

@@ -11,11 +11,13 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtlskit.config import GatewayConfig
-from mtlskit.errors import ConfigError, MtlsKitError
+from mtlskit.errors import MtlsKitError
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
-from mtlskit.gateway.connection import Connection
+from mtlskit.gateway.admission import admit
+from mtlskit.gateway.connection import ConnContext, Connection
 from mtlskit.gateway.handshake import HandshakeTimeoutError, classify_handshake_failure
 from mtlskit.gateway.http import HTTPConnection
+from mtlskit.gateway.listen import bind_listener
 from mtlskit.gateway.logs import EventLog
 from mtlskit.gateway.metrics import Metrics
 from mtlskit.gateway.pool import UpstreamPool
@@ -26,45 +28,7 @@ from mtlskit.gateway.tls import TLSStream
 # Connections taken from the accept queue per readiness callback, before other work runs.
 _ACCEPT_BATCH: Final = 64
 
-__all__ = ["Gateway", "bind_listener"]
-
-
-def bind_listener(
-    host: str,
-    port: int,
-    *,
-    reuse_port: bool = False,
-    backlog: int = 1024,
-    flag: str = "--listen",
-) -> socket.socket:
-    """Bind and listen, turning "address in use" into a clear config error.
-
-    Args:
-        host: the address to bind.
-        port: the port (0: any free one).
-        reuse_port: share the port with other workers (SO_REUSEPORT).
-        backlog: the kernel's accept queue; the kernel caps it at net.core.somaxconn.
-        flag: the option that names this address, for the error (--listen, --status).
-
-    Raises:
-        ConfigError: the address cannot be bound (in use, not local, no permission).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"{flag} {host}:{port}: {exc.strerror}",
-            f"another process uses that port; stop it or choose another {flag}",
-        ) from exc
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
+__all__ = ["Gateway"]
 
 
 class Gateway:
@@ -110,6 +74,9 @@ class Gateway:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_class = HTTPConnection if config.mode == "http" else TCPConnection
+        self.ctx = ConnContext(
+            self.loop, config, self.metrics, self.log, self.pool, self.connection_closed
+        )
         self._handshake_timeout = config.limits.handshake_timeout.total_seconds()
         self._accept_error_logged = False
         self.ready = False
@@ -159,9 +126,8 @@ class Gateway:
         for stream in list(self.streams):
             stream.fail(ConnectionAbortedError("the gateway is shutting down"))
         deadline = self.loop.time() + self.config.limits.drain_timeout.total_seconds()
-        for conn in list(self.connections):  # idle keep-alive connections can go now
-            if conn.idle:
-                conn.close()
+        for conn in list(self.connections):  # idle ones close now, busy ones when done
+            conn.shutdown()
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
@@ -210,7 +176,7 @@ class Gateway:
             self.loop,
             sock,
             state.tls.context,
-            self._conn_class(self, state),
+            self._conn_class(self.ctx, state),
             peer=peer,
             on_open=self._verified,
             on_failure=self._handshake_failed,
@@ -251,18 +217,18 @@ class Gateway:
             return
         # On the server side OpenSSL's peer chain leaves the leaf out: the intermediates sent.
         sent = ssl_conn.get_peer_cert_chain(as_cryptography=True) or []
-        try:
-            identity = conn.state.identity_of(
-                leaf.public_bytes(Encoding.DER),
-                tuple(c.public_bytes(Encoding.DER) for c in sent),
-            )
-        except (ValueError, MtlsKitError) as exc:
-            # OpenSSL accepted the certificate but cryptography cannot read it (it is
-            # stricter, e.g. about serials and extensions): refuse rather than guess.
+        admission = admit(
+            conn.state,
+            leaf.public_bytes(Encoding.DER),
+            tuple(c.public_bytes(Encoding.DER) for c in sent),
+            datetime.now(UTC),
+            headers=self.config.mode == "http",
+        )
+        if admission.identity is None:
             self.metrics.denied.labels("malformed").inc()
             self.log.event(
                 "identity_failed",
-                f"the client certificate cannot be read: {exc}",
+                admission.decision.reason,
                 level="warning",
                 client=_client(stream.peer),
                 code="malformed",
@@ -270,68 +236,15 @@ class Gateway:
             )
             stream.abort()
             return
-        decision = conn.state.decide(identity, datetime.now(UTC))
         self.connections.add(conn)
         self.metrics.connections_open.inc()
-        conn.begin(stream, identity, decision)
+        conn.begin(stream, admission)
 
     def connection_closed(self, conn: Connection) -> None:
         """Forget a connection (called once, from its connection_lost)."""
         if conn in self.connections:
             self.connections.discard(conn)
             self.metrics.connections_open.dec()
-
-    # -- logs ------------------------------------------------------------------------------
-    def log_event(self, event: str, message: str, *, level: str = "info", **fields: Any) -> None:
-        """A gateway event line."""
-        self.log.event(event, message, level=level, **fields)
-
-    def denied(self, conn: Connection, reason: str, method: bytes, target: bytes) -> None:
-        """Count and log a client refused by policy or revocation."""
-        decision = conn.decision
-        code = (decision.rule if decision is not None else "") or "no_rule_matched"
-        self.metrics.denied.labels(code).inc()
-        self.access(conn, method, target, 403 if method != b"-" else 0, 0, 0.0, note=reason)
-
-    def access(
-        self,
-        conn: Connection,
-        method: bytes,
-        target: bytes,
-        status: int,
-        size: int,
-        seconds: float,
-        *,
-        note: str = "",
-    ) -> None:
-        """One access-log line and the per-status counter."""
-        if status:
-            self.metrics.response(status)
-        if not self.config.access_log:
-            return
-        identity, decision = conn.identity, conn.decision
-        self.log.access(
-            {
-                "client": conn.client_ip,
-                "subject": identity.subject if identity else "-",
-                "id": (identity.spiffe_id or (identity.uri_sans or identity.dns_sans or [""])[0])
-                if identity
-                else "",
-                "decision": (
-                    f"allow({decision.rule})"
-                    if decision.allowed
-                    else f"deny({decision.rule or 'no_rule_matched'})"
-                )
-                if decision
-                else "-",
-                "method": method.decode("latin-1"),
-                "target": target.decode("latin-1")[:200],
-                "status": status,
-                "bytes": size,
-                "ms": round(seconds * 1000, 1),
-                "note": note,
-            }
-        )
 
     # -- background ------------------------------------------------------------------------
     async def _sweep(self) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import socket
 from collections.abc import Callable
 
-from mtlskit.gateway.server import bind_listener
+from mtlskit.gateway.listen import bind_listener
 
 __all__ = ["StatusServer"]
 

@@ -14,11 +14,15 @@ class TCPConnection(Connection):
         decision = self.decision
         assert decision is not None  # noqa: S101
         if not decision.allowed:
-            self.gateway.denied(self, decision.reason, b"-", b"-")
+            self.deny(b"-", b"-")
             self.close()
             return
         self.connect_upstream()
-        self.gateway.access(self, b"TCP", b"-", 0, 0, 0.0, note="connected")
+        self.ctx.access(self, b"TCP", b"-", 0, 0, 0.0, note="connected")
+
+    @property
+    def idle(self) -> bool:
+        return False  # a byte stream has no boundary to stop at: drain_timeout decides
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.loop.time()
