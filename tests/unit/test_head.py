@@ -129,27 +129,55 @@ def test_trailers_lose_identity_routing_and_named_fields() -> None:
     assert filter_trailers(fields, CTX.stripped, frozenset({b"x-a"})) == b"X-Checksum: abc\r\n"
 
 
-_NAMES = st.sampled_from(
-    [
-        b"X-Forwarded-Client-Cert",
-        b"x_forwarded_client_cert",
-        b"CLIENT-CERT",
-        b"X-Client",
-        b"Connection",
-        b"Keep-Alive",
-        b"Proxy-Connection",
-        b"TE",
-        b"Upgrade",
-        b"HTTP2-Settings",
-        b"X-Forwarded-For",
-        b"X-Forwarded-Host",
-        b"X-App",
-        b"Accept",
-        b"X-Other",
-    ]
+def _spelled(name: str) -> st.SearchStrategy[bytes]:
+    """`name` in any mix of case, with any of its dashes written as underscores."""
+
+    def spell(flips: list[tuple[bool, bool]]) -> bytes:
+        out = []
+        for ch, (upper, underscore) in zip(name, flips, strict=False):
+            if ch == "-" and underscore:
+                ch = "_"
+            out.append(ch.upper() if upper else ch.lower())
+        return "".join(out).encode()
+
+    return st.lists(
+        st.tuples(st.booleans(), st.booleans()), min_size=len(name), max_size=len(name)
+    ).map(spell)
+
+
+_NAMES = st.one_of(
+    *(
+        _spelled(n)
+        for n in (
+            "x-forwarded-client-cert",
+            "client-cert",
+            "client-cert-chain",
+            "x-client",
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "upgrade",
+            "http2-settings",
+            "transfer-encoding",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+        )
+    ),
+    st.sampled_from([b"X-App", b"Accept", b"X-Other"]),
 )
 _VALUES = st.sampled_from(
-    [b"1", b"x-app", b"X-Client, x-other", b"close", b"keep-alive", b"trailers", b"h2c"]
+    [
+        b"1",
+        b"x-app",
+        b"X-Client, x-other",
+        b"x_client",
+        b"close",
+        b"keep-alive",
+        b"trailers",
+        b"h2c",
+    ]
 )
 
 
@@ -166,13 +194,15 @@ def test_no_client_identity_or_hop_field_survives(
         wants_upgrade=upgrade,
         ctx=CTX,
     )
-    assert isinstance(out, Rewritten)
+    if isinstance(out, Refusal):  # a Transfer-Encoding other than chunked, or a duplicate
+        assert out.code == "coding"
+        return
     head = _Head(out.head)
     # exactly our identity, once, at the end
     assert head.values("x-forwarded-client-cert") == ["Hash=ours"]
     assert head.values("x-client") == ["alice"] and not head.values("client-cert")
     assert out.head.endswith(OURS + b"\r\n")
-    theirs = [v.decode() for n, v in fields if n.lower() == b"x-forwarded-for"]
+    theirs = [v.decode() for n, v in fields if n.lower().replace(b"_", b"-") == b"x-forwarded-for"]
     if b"x-forwarded-for" in out.named:
         theirs = []
     assert head.values("x-forwarded-for") == [", ".join([*theirs, "10.0.0.7"])]

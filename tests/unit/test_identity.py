@@ -18,7 +18,6 @@ from cryptography.x509.oid import NameOID
 
 from mtlskit.errors import CertificateLoadError, ConfigError
 from mtlskit.identity import (
-    STRIPPED_HEADERS,
     TEMPLATE_OPERATORS,
     IdentityHeaderError,
     IdentityHeaders,
@@ -28,7 +27,6 @@ from mtlskit.identity import (
     parse_xfcc,
     render_header_template,
     rfc9440_headers,
-    strip_identity_headers,
     validate_header_template,
     xfcc_value,
 )
@@ -464,23 +462,3 @@ def test_identity_block_refuses_crlf_from_a_certificate() -> None:
 def test_identity_headers_config_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         IdentityHeaders(**kwargs)  # type: ignore[arg-type]
-
-
-def test_strip_identity_headers_case_insensitive() -> None:
-    config = IdentityHeaders(
-        custom=(("X-Client-Id", "%DOWNSTREAM_PEER_URI_SAN%"),), strip=("X-User",)
-    )
-    headers = [
-        (b"Host", b"api"),
-        (b"X-Forwarded-Client-Cert", b"Hash=forged"),
-        (b"CLIENT-CERT", b":AAAA:"),
-        (b"client-cert-chain", b":AAAA:"),
-        (b"x-client-id", b"spiffe://forged"),
-        (b"X_Forwarded_Client_Cert", b"Hash=forged"),  # WSGI would read it as the real one
-        (b"x-user", b"root"),
-        (b"Accept", b"*/*"),
-    ]
-    assert strip_identity_headers(headers, config) == [(b"Host", b"api"), (b"Accept", b"*/*")]
-    assert {n.encode() for n in STRIPPED_HEADERS} <= config.stripped_names
-    # built-ins are stripped even when the gateway does not add them
-    assert strip_identity_headers(headers[1:4], IdentityHeaders(xfcc=False)) == []

@@ -7,7 +7,6 @@ from mtlskit.identity._headers import (
     IdentityHeaders,
     build_identity_block,
     render_header_template,
-    strip_identity_headers,
     validate_header_template,
 )
 from mtlskit.identity._peer import (
@@ -35,7 +34,6 @@ __all__ = [
     "parse_xfcc",
     "render_header_template",
     "rfc9440_headers",
-    "strip_identity_headers",
     "validate_header_template",
     "xfcc_value",
 ]

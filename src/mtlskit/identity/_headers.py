@@ -174,14 +174,3 @@ def build_identity_block(
                 "the client certificate has an unusual SAN; it cannot be forwarded safely",
             )
     return "".join(f"{name}: {value}\r\n" for name, value in lines).encode("ascii")
-
-
-def strip_identity_headers(
-    headers: list[tuple[bytes, bytes]], config: IdentityHeaders
-) -> list[tuple[bytes, bytes]]:
-    """Drop client-sent identity headers (XFCC, Client-Cert[-Chain], custom, extra names).
-
-    Names compare case-insensitively, `_` as `-` (Envoy SANITIZE_SET, made WSGI-proof).
-    """
-    names = config.stripped_names
-    return [(n, v) for n, v in headers if n.lower().replace(b"_", b"-") not in names]
