@@ -49,6 +49,19 @@ def test_one_upstream_connection_serves_many_clients(pki: PKI) -> None:
         ]
 
 
+def test_clients_that_say_connection_close_still_share_one_upstream_connection(
+    pki: PKI,
+) -> None:
+    with recording_upstream() as rec, running_gateway(_config(pki, rec.url)) as gw:
+        for name in ("alice", "carol", "alice"):
+            with _client(pki, gw, name) as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                assert Responses(tls).next() == (200, b"ok")
+                assert tls.recv(4096) == b""  # the gateway closed the client's connection
+        rec.wait_requests(3)
+        assert len(rec.conns) == 1  # ... but kept the upstream one for the next client
+
+
 def test_clients_at_once_get_their_own_connections_and_identities(pki: PKI) -> None:
     with recording_upstream() as rec, running_gateway(_config(pki, rec.url)) as gw:
         with _client(pki, gw, "alice") as a, _client(pki, gw, "carol") as c:

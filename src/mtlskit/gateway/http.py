@@ -94,7 +94,8 @@ class HTTPConnection(Connection):
         self.named: frozenset[bytes] = frozenset()
         self.chunked = False
         self.in_body = False  # a request's body is still arriving from the client
-        self.head_bytes = 0
+        self.head_bytes = 0  # raw bytes fed while a head is incomplete
+        self.head_size = 0  # the parsed head's size so far
         self.head_started = 0.0
         self.awaiting_since = 0.0
         self.tunnel = False
@@ -160,10 +161,12 @@ class HTTPConnection(Connection):
         if not self.head_started:
             self.head_started = self.loop.time()
         self.url.append(url)
+        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.in_body:
             self.headers.append((name, value))
+            self.head_size += len(name) + len(value) + 4
             return
         # A trailer field of a chunked body: it belongs to this request, never the next.
         self.trailers.append((name, value))
@@ -176,6 +179,7 @@ class HTTPConnection(Connection):
         self.head_bytes = 0
         self.upgrading = False
         headers, self.headers = self.headers, []
+        size, self.head_size = self.head_size, 0
         target = b"".join(self.url)
         self.url.clear()
         if self.closing or self.discard:
@@ -184,7 +188,6 @@ class HTTPConnection(Connection):
         assert decision is not None  # noqa: S101
         parser = self.parser
         method: bytes = parser.get_method()
-        size = len(target) + sum(len(n) + len(v) + 4 for n, v in headers)
         if size > self.max_head:
             self.reply("head_too_large", "the request head is too large")
             return
@@ -289,12 +292,14 @@ class HTTPConnection(Connection):
         else:
             self.ctx.metrics.response(status)
         if not self.requests:
-            if (self.last_request or self.draining) and not self.in_body:
-                self.close()  # the client asked for this to be the last response, or we stop
-            elif self.held is not None:
+            # The client asked for this to be its last response, or the gateway stops.
+            ending = (self.last_request or self.draining) and not self.in_body
+            if self.held is not None and not ending:
                 self._upgrade_refused()
             elif not self.in_body:
-                self._release()
+                self._release()  # the link outlives this client: park it first
+                if ending:
+                    self.close()
 
     def _release(self) -> None:
         """Nothing in flight: park the link for other clients, or drop it if it cannot go on."""

@@ -145,21 +145,23 @@ class UpstreamPool:
 
     def park(self, link: UpstreamLink, now: float) -> None:
         """The link's client has nothing in flight: keep the link ready for anyone."""
-        if not self.keepalive or not link.usable:
+        if not self.keepalive:
             link.close()
             return
         link.reused = True
-        self._parked[link] = now
-        self._parked.move_to_end(link)
-        if link.transport is not None:
-            link.transport.resume_reading()  # a paused link would never see its EOF
+        self._parked[link] = now  # unpark() popped it: a new key goes to the end (newest)
+        transport = link.transport
+        if transport is not None and not transport.is_reading():
+            transport.resume_reading()  # a paused link would never see its EOF
         while len(self._parked) > self.keepalive:
             oldest, _ = self._parked.popitem(last=False)
             oldest.close()
 
     def unpark(self, link: UpstreamLink) -> bool:
         """The link's own client has a new request: True if the link is still its to use."""
-        return self._parked.pop(link, None) is not None and link.usable
+        # A link the workload closed meanwhile has told its owner (connection_lost) and
+        # left the pool: still parked means still open.
+        return self._parked.pop(link, None) is not None
 
     def take(self, owner: UpstreamOwner) -> UpstreamLink | None:
         """A parked link for `owner`, taken from whoever parked it longest ago, or None."""
