@@ -232,3 +232,52 @@ def test_a_refusal_names_an_expired_intermediate(
     assert "the intermediate CA CN=Lapsed Intermediate (depth 1" in line
     assert 'certificate="CN=Lapsed Intermediate"' in line or "certificate=CN=Lapsed" in line
     assert "renew the CA certificate CN=Lapsed Intermediate" in line  # not "renew the leaf"
+
+
+def test_session_tickets_0_turns_resumption_off(pki: PKI, echo: EchoServer) -> None:
+    config = gateway_config(pki, echo.url, tls={"session_tickets": 0})
+    with running_gateway(config) as gw:
+        ctx = client_context(pki, "alice")
+        _, session, _ = _get(ctx, gw.port)
+        _, _, reused = _get(ctx, gw.port, session)
+        assert not reused
+
+
+def test_a_ticket_count_pyopenssl_cannot_set_is_refused_at_start(run_cli, pki: PKI) -> None:
+    from tests.gateway.harness import gateway_argv
+
+    r = run_cli(*gateway_argv(pki, session_tickets="3"))
+    assert r.code == 2 and "session_tickets" in r.err and "hint: use 2" in r.err
+
+
+def test_min_version_13_refuses_tls12(pki: PKI, echo: EchoServer) -> None:
+    with running_gateway(gateway_config(pki, echo.url, tls={"min_version": "1.3"})) as gw:
+        r = curl(
+            "--cacert", pki["root.crt"], "--cert", pki["alice.chain.pem"], "--key",
+            pki["alice.key"], "--tls-max", "1.2", gw.url + "/",
+        )  # fmt: skip
+        assert r.returncode != 0
+        assert "code=tls_version" in gw.wait_for_log("handshake_failed")
+        ok = curl(
+            "--cacert", pki["root.crt"], "--cert", pki["alice.chain.pem"], "--key",
+            pki["alice.key"], gw.url + "/",
+        )  # fmt: skip
+        assert ok.returncode == 0, ok.stderr
+
+
+def _alpn(port: int, pki: PKI, offer: str) -> str:
+    r = openssl(
+        "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+        "-cert", pki["alice.crt"], "-key", pki["alice.key"], "-cert_chain",
+        pki["intermediate.crt"], "-CAfile", pki["root.crt"], "-alpn", offer, stdin="",
+    )  # fmt: skip
+    for line in r.stdout.splitlines():
+        if line.startswith(("ALPN protocol:", "No ALPN negotiated")):
+            return line
+    raise AssertionError(r.stdout + r.stderr)
+
+
+def test_alpn_selects_http11_in_http_mode(pki: PKI, echo: EchoServer) -> None:
+    with running_gateway(gateway_config(pki, echo.url)) as gw:
+        assert _alpn(gw.port, pki, "h2,http/1.1") == "ALPN protocol: http/1.1"
+        assert _alpn(gw.port, pki, "h2") == "No ALPN negotiated"  # no overlap: carry on
