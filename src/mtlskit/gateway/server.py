@@ -27,6 +27,8 @@ from mtlskit.gateway.tls import TLSStream
 
 # Connections taken from the accept queue per readiness callback, before other work runs.
 _ACCEPT_BATCH: Final = 64
+# Out of file descriptors: how long to leave the accept queue alone before trying again.
+_ACCEPT_PAUSE: Final = 0.5
 
 __all__ = ["Gateway"]
 
@@ -62,6 +64,7 @@ class Gateway:
         self.streams: set[TLSStream] = set()
         self.connections: set[Connection] = set()
         self.listener: socket.socket | None = None
+        self._address = ("", 0)
         limits = config.limits
         self.pool = (
             UpstreamPool(
@@ -90,6 +93,8 @@ class Gateway:
             sock = bind_listener(host, port, backlog=self.config.limits.backlog)
         sock.setblocking(False)
         self.listener = sock
+        host, port = sock.getsockname()[:2]
+        self._address = (str(host), int(port))
         self.loop.add_reader(sock.fileno(), self._accept)
         self._tasks.append(self.loop.create_task(self._sweep()))
         if self.config.reload_interval.total_seconds() > 0:
@@ -108,14 +113,13 @@ class Gateway:
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port)."""
-        assert self.listener is not None  # noqa: S101
-        host, port = self.listener.getsockname()[:2]
-        return str(host), int(port)
+        return self._address
 
     def _stop_listening(self) -> None:
         if self.listener is not None:
             self.loop.remove_reader(self.listener.fileno())
             self.listener.close()
+            self.listener = None
 
     async def shutdown(self) -> None:
         """Stop accepting, let open connections finish (drain_timeout), then close them."""
@@ -124,7 +128,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         for stream in list(self.streams):
-            stream.fail(ConnectionAbortedError("the gateway is shutting down"))
+            if stream.handshaking:  # not a client's failure: no handshake_failed line
+                stream.abort()
         deadline = self.loop.time() + self.config.limits.drain_timeout.total_seconds()
         for conn in list(self.connections):  # idle ones close now, busy ones when done
             conn.shutdown()
@@ -148,7 +153,7 @@ class Gateway:
                 sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE/ENFILE: out of descriptors; try again later
+            except OSError as exc:  # EMFILE/ENFILE: out of descriptors
                 if not self._accept_error_logged:
                     self._accept_error_logged = True
                     self.log.event(
@@ -158,8 +163,15 @@ class Gateway:
                         fix="raise the open-files limit (ulimit -n) or lower "
                         "limits.max_connections",
                     )
+                # The queue stays readable: stop watching it for a moment rather than spin.
+                self.loop.remove_reader(listener.fileno())
+                self.loop.call_later(_ACCEPT_PAUSE, self._resume_accepting)
                 return
             self._serve(sock, peer)
+
+    def _resume_accepting(self) -> None:
+        if self.ready and self.listener is not None:
+            self.loop.add_reader(self.listener.fileno(), self._accept)
 
     def _serve(self, sock: socket.socket, peer: Any) -> None:
         """A TCP connection arrived: enforce the limit, then start the TLS handshake."""
