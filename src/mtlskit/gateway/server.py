@@ -29,6 +29,9 @@ from mtlskit.gateway.tls import TLSStream
 _ACCEPT_BATCH: Final = 64
 # Out of file descriptors: how long to leave the accept queue alone before trying again.
 _ACCEPT_PAUSE: Final = 0.5
+# The sweeper's tick, and how many open connections it checks per tick.
+_SWEEP_SECONDS: Final = 0.5
+_SWEEP_SLICE: Final = 1000
 
 __all__ = ["Gateway"]
 
@@ -63,6 +66,8 @@ class Gateway:
         # the verified connections among them.
         self.streams: set[TLSStream] = set()
         self.connections: set[Connection] = set()
+        self._deadlines: set[TLSStream] = set()  # handshaking or lingering streams
+        self._sweep_queue: list[Connection] = []
         self.listener: socket.socket | None = None
         self._address = ("", 0)
         limits = config.limits
@@ -192,6 +197,7 @@ class Gateway:
             peer=peer,
             on_open=self._verified,
             on_failure=self._handshake_failed,
+            deadlines=self._deadlines,
         )
         self.streams.add(stream)
         stream.on_closed(self.streams.discard)
@@ -262,20 +268,26 @@ class Gateway:
     async def _sweep(self) -> None:
         timeout = self._handshake_timeout
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(_SWEEP_SECONDS)
             self.metrics.flush()
             now = self.loop.time()
-            for stream in list(self.streams):
+            for stream in list(self._deadlines):
                 if stream.handshaking:
                     if now - stream.started > timeout:
                         stream.fail(
                             HandshakeTimeoutError("the TLS handshake did not finish in time")
                         )
-                elif stream.lingering:
+                else:
                     stream.check_linger(now)
-            for conn in list(self.connections):
+            # Open connections in slices: with 10,000 held, one tick never stalls the loop
+            # for long; each connection is still checked every few ticks.
+            queue = self._sweep_queue
+            if not queue:
+                queue.extend(self.connections)
+            for conn in queue[-_SWEEP_SLICE:]:
                 if not conn.closing:
                     conn.check(now)
+            del queue[-_SWEEP_SLICE:]
             if self.pool is not None:
                 self.pool.sweep(now)
 

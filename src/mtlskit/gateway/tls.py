@@ -49,6 +49,8 @@ class TLSStream:
         on_open: called after a successful handshake (the stream is readable then).
         on_failure: called once if the handshake fails, with the exception; the alert
             OpenSSL wrote is already on its way to the client.
+        deadlines: the streams the gateway's sweeper checks for a deadline; this stream is
+            in it while it handshakes or lingers (an open connection has its own checks).
 
     Attributes:
         verify_errors: (depth, X509_V_ERR code, certificate) for each certificate OpenSSL
@@ -59,6 +61,7 @@ class TLSStream:
     __slots__ = (
         "_buffer",
         "_closed_cb",
+        "_deadlines",
         "_eof",
         "_linger_until",
         "_on_failure",
@@ -89,6 +92,7 @@ class TLSStream:
         peer: Any,
         on_open: Callable[[TLSStream], None],
         on_failure: Callable[[TLSStream, BaseException], None],
+        deadlines: set[TLSStream],
     ) -> None:
         self.loop = loop
         self.sock = sock
@@ -112,10 +116,12 @@ class TLSStream:
         self._opened = False  # the handshake succeeded: the protocol owns the stream
         self._linger_until = 0.0
         self._closed_cb: Callable[[TLSStream], None] | None = None
+        self._deadlines = deadlines
 
     # -- handshake -------------------------------------------------------------------------
     def start(self) -> None:
         """Begin the handshake (the client's hello is usually already there)."""
+        self._deadlines.add(self)
         self._want_read()
         self._handshake()
 
@@ -138,6 +144,7 @@ class TLSStream:
             return
         self._state = _OPEN
         self._opened = True
+        self._deadlines.discard(self)
         self._stop_writing()
         self._on_open(self)
         if self._state == _OPEN and self.conn.pending():  # a request came with the Finished
@@ -336,6 +343,7 @@ class TLSStream:
             self._finish(None)
             return
         self._linger_until = self.loop.time() + LINGER_SECONDS
+        self._deadlines.add(self)
         self._want_read()
 
     def _drain(self) -> None:
@@ -366,6 +374,7 @@ class TLSStream:
         if self._state == _CLOSED:
             return
         self._state = _CLOSED
+        self._deadlines.discard(self)
         self._stop_reading()
         self._stop_writing()
         self.sock.close()
