@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -169,3 +170,14 @@ def gateway_argv(pki: PKI, *extra: str | Path, **replace: str | Path | None) -> 
         if value is not None:
             argv += [flag] if value == "" else [flag, value]
     return [*argv, *extra]
+
+
+@contextmanager
+def tls_client(pki: PKI, gw: Running, name: str = "alice") -> Iterator[ssl.SSLSocket]:
+    """A raw TLS connection to the gateway as NAME (leaf + intermediate); closed after."""
+    raw = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    tls = client_context(pki, name).wrap_socket(raw, server_hostname="localhost")
+    try:
+        yield tls
+    finally:
+        tls.close()

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import socket
-import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from tests.gateway.harness import PKI, Running, client_context, gateway_config, running_gateway
+import pytest
+
+from tests.gateway.harness import PKI, gateway_config, running_gateway, tls_client
 from tests.gateway.recorder import Reply, Request, ok, recording_upstream
 from tests.gateway.test_gateway_smuggling import Responses
-
-
-@contextmanager
-def _client(pki: PKI, gw: Running, name: str) -> Iterator[ssl.SSLSocket]:
-    raw = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
-    tls = client_context(pki, name).wrap_socket(raw, server_hostname="localhost")
-    try:
-        yield tls
-    finally:
-        tls.close()
 
 
 def _config(pki: PKI, upstream: str, **overrides: Any) -> Any:
@@ -36,7 +24,7 @@ def _subject(req: Request) -> str:
 def test_one_upstream_connection_serves_many_clients(pki: PKI) -> None:
     with recording_upstream() as rec, running_gateway(_config(pki, rec.url)) as gw:
         for name in ("alice", "carol", "alice", "carol"):
-            with _client(pki, gw, name) as tls:
+            with tls_client(pki, gw, name) as tls:
                 tls.sendall(b"GET /" + name.encode() + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 assert Responses(tls).next() == (200, b"ok")
         requests = rec.wait_requests(4)
@@ -54,7 +42,7 @@ def test_clients_that_say_connection_close_still_share_one_upstream_connection(
 ) -> None:
     with recording_upstream() as rec, running_gateway(_config(pki, rec.url)) as gw:
         for name in ("alice", "carol", "alice"):
-            with _client(pki, gw, name) as tls:
+            with tls_client(pki, gw, name) as tls:
                 tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                 assert Responses(tls).next() == (200, b"ok")
                 assert tls.recv(4096) == b""  # the gateway closed the client's connection
@@ -64,7 +52,7 @@ def test_clients_that_say_connection_close_still_share_one_upstream_connection(
 
 def test_clients_at_once_get_their_own_connections_and_identities(pki: PKI) -> None:
     with recording_upstream() as rec, running_gateway(_config(pki, rec.url)) as gw:
-        with _client(pki, gw, "alice") as a, _client(pki, gw, "carol") as c:
+        with tls_client(pki, gw, "alice") as a, tls_client(pki, gw, "carol") as c:
             a.sendall(b"GET /a1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
             c.sendall(b"GET /c1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
             ra, rc = Responses(a), Responses(c)
@@ -90,7 +78,7 @@ def test_without_a_pool_each_client_has_its_own_connection(pki: PKI) -> None:
         config = _config(pki, rec.url, limits={"upstream_keepalive": 0})
         with running_gateway(config) as gw:
             for name in ("alice", "carol"):
-                with _client(pki, gw, name) as tls:
+                with tls_client(pki, gw, name) as tls:
                     for _ in range(2):
                         tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
                         assert Responses(tls).next() == (200, b"ok")
@@ -109,30 +97,29 @@ def _closes_second_request() -> Any:
     return script
 
 
-def test_an_idempotent_request_is_retried_once_on_a_closed_pooled_connection(pki: PKI) -> None:
+@pytest.mark.parametrize(
+    ("second", "answer", "seen"),
+    [
+        # idempotent and bodiless: sent again on a new connection
+        (b"GET /2 HTTP/1.1\r\nHost: localhost\r\n\r\n", 200, ["/1", "/2", "/2"]),
+        # idempotent, but its body is gone: never sent twice
+        (b"PUT /2 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi", 502, ["/1", "/2"]),
+        # not idempotent
+        (b"POST /2 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n", 502, ["/1", "/2"]),
+    ],
+    ids=["get-retried", "put-with-body-not", "post-not"],
+)
+def test_a_request_on_a_pooled_connection_the_workload_closed(
+    pki: PKI, second: bytes, answer: int, seen: list[str]
+) -> None:
     with (
         recording_upstream(_closes_second_request()) as rec,
         running_gateway(_config(pki, rec.url)) as gw,
-        _client(pki, gw, "alice") as tls,
+        tls_client(pki, gw, "alice") as tls,
     ):
         responses = Responses(tls)
         tls.sendall(b"GET /1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert responses.next() == (200, b"ok")
-        tls.sendall(b"GET /2 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        assert responses.next() == (200, b"ok")  # sent again on a new connection
-        assert [r.target for r in rec.wait_requests(3)] == ["/1", "/2", "/2"]
-        assert len(rec.conns) == 2
-
-
-def test_an_idempotent_request_with_a_body_is_not_retried(pki: PKI) -> None:
-    with (
-        recording_upstream(_closes_second_request()) as rec,
-        running_gateway(_config(pki, rec.url)) as gw,
-        _client(pki, gw, "alice") as tls,
-    ):
-        responses = Responses(tls)
-        tls.sendall(b"GET /1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        assert responses.next() == (200, b"ok")
-        tls.sendall(b"PUT /2 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi")
-        assert responses.next()[0] == 502
-        assert [r.target for r in rec.wait_requests(2)] == ["/1", "/2"]
+        tls.sendall(second)
+        assert responses.next()[0] == answer
+        assert [r.target for r in rec.wait_requests(len(seen))] == seen

@@ -7,7 +7,6 @@ out of its request, or with identity headers the client made up.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 import httptools
 import pytest
 
-from tests.gateway.harness import PKI, Running, client_context, gateway_config, running_gateway
+from tests.gateway.harness import PKI, Running, gateway_config, running_gateway, tls_client
 from tests.gateway.recorder import Reply, Request, ok, recording_upstream
 
 SPOOF = b'X-Forwarded-Client-Cert: By=spiffe://evil;Hash=00;Subject="CN=admin"\r\n'
@@ -32,16 +31,6 @@ def _config(pki: PKI, upstream: str, **overrides: Any) -> Any:
         headers={"X-Client-Subject": "%DOWNSTREAM_PEER_SUBJECT%"},
         **overrides,
     )
-
-
-@contextmanager
-def _tls(pki: PKI, gw: Running, name: str = "alice") -> Iterator[ssl.SSLSocket]:
-    raw = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
-    tls = client_context(pki, name).wrap_socket(raw, server_hostname="localhost")
-    try:
-        yield tls
-    finally:
-        tls.close()
 
 
 @contextmanager
@@ -117,7 +106,7 @@ UPGRADE = (
 
 def test_upgrade_refused_by_the_workload_keeps_parsing_and_stripping(pki: PKI) -> None:
     """Upgrade-then-spoof: a non-101 answer leaves HTTP mode, identity enforced after it."""
-    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, _tls(pki, gw) as tls:
+    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, tls_client(pki, gw) as tls:
         spoof = b"GET /spoof HTTP/1.1\r\nHost: localhost\r\n" + SPOOF + b"\r\n"
         tls.sendall(UPGRADE + spoof)  # one write: the spoof rides right behind the upgrade
         responses = Responses(tls)
@@ -142,7 +131,11 @@ def test_upgrade_becomes_a_tunnel_only_after_101(pki: PKI) -> None:
             )
         return ok()
 
-    with recording_upstream(script) as rec, _gateway(pki, rec.url) as gw, _tls(pki, gw) as tls:
+    with (
+        recording_upstream(script) as rec,
+        _gateway(pki, rec.url) as gw,
+        tls_client(pki, gw) as tls,
+    ):
         tls.sendall(UPGRADE + b"early frame")
         responses = Responses(tls)
         assert responses.next()[0] == 101
@@ -157,7 +150,7 @@ def test_upgrade_becomes_a_tunnel_only_after_101(pki: PKI) -> None:
 
 
 def test_a_refused_upgrade_with_connection_close_is_the_last_request(pki: PKI) -> None:
-    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, _tls(pki, gw) as tls:
+    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, tls_client(pki, gw) as tls:
         upgrade = UPGRADE.replace(b"Connection: Upgrade", b"Connection: Upgrade, close")
         tls.sendall(upgrade + b"GET /after HTTP/1.1\r\nHost: localhost\r\n" + SPOOF + b"\r\n")
         responses = Responses(tls)
@@ -168,7 +161,7 @@ def test_a_refused_upgrade_with_connection_close_is_the_last_request(pki: PKI) -
 
 
 def test_h2c_upgrade_is_not_a_tunnel(pki: PKI) -> None:
-    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, _tls(pki, gw) as tls:
+    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, tls_client(pki, gw) as tls:
         h2c = (
             b"GET /h2 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n"
             b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
@@ -187,7 +180,7 @@ def test_h2c_upgrade_is_not_a_tunnel(pki: PKI) -> None:
 
 # -- Chunked trailers ----------------------------------------------------------------------
 def test_chunked_trailers_stay_with_their_request(pki: PKI) -> None:
-    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, _tls(pki, gw) as tls:
+    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, tls_client(pki, gw) as tls:
         tls.sendall(
             b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n0\r\nHost: evil.example\r\n" + SPOOF + b"X-Checksum: abc\r\n\r\n"
@@ -209,7 +202,7 @@ SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
 def test_connection_cannot_name_away_identity_or_framing_headers(pki: PKI) -> None:
-    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, _tls(pki, gw) as tls:
+    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, tls_client(pki, gw) as tls:
         a = (
             b"GET /a HTTP/1.1\r\nHost: localhost\r\n"
             b"Connection: X-Forwarded-Client-Cert, X-Secret, keep-alive\r\nX-Secret: s\r\n"
@@ -262,7 +255,7 @@ def test_connection_cannot_name_away_identity_or_framing_headers(pki: PKI) -> No
     ids=["no-host", "two-hosts", "http10-transfer-encoding", "gzip-coding", "upgrade-body"],
 )
 def test_ambiguous_heads_never_reach_the_workload(pki: PKI, head: bytes, status: int) -> None:
-    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, _tls(pki, gw) as tls:
+    with recording_upstream() as rec, _gateway(pki, rec.url) as gw, tls_client(pki, gw) as tls:
         tls.sendall(head)
         assert Responses(tls).next()[0] == status
         assert rec.requests() == [] and rec.raw() == b""
@@ -274,7 +267,7 @@ def test_upstream_timeout_counts_from_the_end_of_the_body(pki: PKI) -> None:
     with (
         recording_upstream() as rec,
         _gateway(pki, rec.url, limits={"upstream_timeout": "1s"}) as gw,
-        _tls(pki, gw) as tls,
+        tls_client(pki, gw) as tls,
     ):
         tls.sendall(b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40\r\n\r\n")
         for _ in range(4):  # 2.4 s of upload, more than twice the upstream timeout
@@ -288,7 +281,7 @@ def test_a_stalled_upload_is_closed_after_the_idle_timeout(pki: PKI) -> None:
     with (
         recording_upstream() as rec,
         _gateway(pki, rec.url, limits={"idle_timeout": "1s"}) as gw,
-        _tls(pki, gw) as tls,
+        tls_client(pki, gw) as tls,
     ):
         tls.sendall(b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40\r\n\r\nxx")
         tls.settimeout(10)
@@ -312,7 +305,7 @@ def test_a_client_hanging_up_is_not_an_upstream_error(pki: PKI) -> None:
         return ok()
 
     with recording_upstream(slow) as rec, _gateway(pki, rec.url) as gw:
-        with _tls(pki, gw) as tls:
+        with tls_client(pki, gw) as tls:
             tls.sendall(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
             rec.wait_requests(1)
         time.sleep(1.5)  # the workload answers into a closed connection meanwhile
@@ -324,7 +317,7 @@ def test_an_upstream_dying_mid_response_is_counted_and_logged(pki: PKI) -> None:
     def die(req: Request) -> Reply:
         return ("close", b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
 
-    with recording_upstream(die) as rec, _gateway(pki, rec.url) as gw, _tls(pki, gw) as tls:
+    with recording_upstream(die) as rec, _gateway(pki, rec.url) as gw, tls_client(pki, gw) as tls:
         tls.sendall(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
         got = b""
         while chunk := tls.recv(4096):
