@@ -69,6 +69,7 @@ class TLSStream:
         "_opened",
         "_paused",
         "_protocol_paused",
+        "_read_blocked",
         "_reading",
         "_state",
         "_writing",
@@ -109,6 +110,7 @@ class TLSStream:
         self._state = _HANDSHAKE
         self._buffer: deque[memoryview | bytes] = deque()
         self._reading = False
+        self._read_blocked = False  # a read stopped until the socket takes OpenSSL's write
         self._writing = False
         self._paused = False  # the protocol asked us not to read
         self._protocol_paused = False  # we asked the protocol not to write
@@ -168,7 +170,8 @@ class TLSStream:
     def _on_readable(self) -> None:
         state = self._state
         if state == _OPEN:
-            self._read()
+            if not self._paused:  # a call scheduled before a pause: leave the bytes queued
+                self._read()
         elif state == _HANDSHAKE:
             self._handshake()
         elif state == _LINGER:
@@ -193,12 +196,13 @@ class TLSStream:
         except SSL.WantReadError:
             pass
         except SSL.WantWriteError:  # OpenSSL must write first (a TLS 1.3 KeyUpdate reply)
+            self._read_blocked = True
             self._want_write()
         except SSL.ZeroReturnError:  # close_notify, or EOF (OP_IGNORE_UNEXPECTED_EOF)
             eof = True
         except (SSL.Error, OSError) as exc:
             error = exc
-        if chunks and self._state == _OPEN and not self._paused:
+        if chunks and self._state == _OPEN:
             self.protocol.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         # (bytes that arrive while we close are dropped: the protocol is done with them)
         if error is not None:
@@ -290,7 +294,8 @@ class TLSStream:
             self.protocol.resume_writing()
         if self._state == _CLOSING:
             self._shutdown()
-        elif self._state == _OPEN and self.conn.pending():
+        elif self._state == _OPEN and (self._read_blocked or self.conn.pending()):
+            self._read_blocked = False  # the read that had to wait for this write
             self.loop.call_soon(self._on_readable)
 
     # -- closing ---------------------------------------------------------------------------
