@@ -1,4 +1,8 @@
-"""Who may pass: AccessPolicy (allow rules as data) -> evaluate(identity) -> Decision."""
+"""Who may pass: AccessPolicy (allow rules as data) -> evaluate(identity) -> Decision.
+
+AccessPolicy is also the gateway's `[policy]` table: each rule's field carries its config
+key metadata (flag, help, docs), so a rule is described once, here, next to its matching.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from mtlskit._config_keys import config_key
+from mtlskit._config_kinds import BOOL, STRS
 from mtlskit.errors import ConfigError
 from mtlskit.identity import PeerIdentity
 
-__all__ = [
-    "AccessPolicy",
-    "CompiledPolicy",
-    "Decision",
-    "compile_policy",
-    "evaluate",
-    "validate_uri_pattern",
-]
+__all__ = ["AccessPolicy", "Decision", "evaluate", "validate_uri_pattern"]
 
 DENY_REASON: Final = "no allow rule matched the client certificate"
 EMPTY_REASON: Final = "the access policy allows no client"
@@ -116,7 +115,7 @@ def _check_names(key: str, values: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledPolicy:
+class _Compiled:
     """An AccessPolicy ready to evaluate: sets, a dict and compiled regexes (built once)."""
 
     allow_all: bool
@@ -142,19 +141,38 @@ class AccessPolicy:
         ConfigError: an empty name, a `*` in allow_dns, or a bad URI pattern.
     """
 
-    allow_all: bool = False
-    allow_cn: tuple[str, ...] = ()
-    allow_ou: tuple[str, ...] = ()
-    allow_dns: tuple[str, ...] = ()
-    allow_uri: tuple[str, ...] = ()
-    compiled: CompiledPolicy = field(init=False, repr=False, compare=False)
+    allow_all: bool = config_key(
+        False,
+        kind=BOOL,
+        help="admit any client whose certificate verifies (no identity rule)",
+        doc="admit any client whose certificate verifies",
+    )
+    allow_cn: tuple[str, ...] = config_key(
+        (), kind=STRS, help="admit this subject CN (repeatable)", doc="admit these subject CNs"
+    )
+    allow_ou: tuple[str, ...] = config_key(
+        (), kind=STRS, help="admit this subject OU (repeatable)", doc="admit these subject OUs"
+    )
+    allow_dns: tuple[str, ...] = config_key(
+        (),
+        kind=STRS,
+        help="admit this DNS SAN (repeatable)",
+        doc="admit these DNS SANs (exact, case-insensitive)",
+    )
+    allow_uri: tuple[str, ...] = config_key(
+        (),
+        kind=STRS,
+        help="admit this URI SAN; * is one path segment, ** any (repeatable)",
+        doc="admit these URI SANs; `*` is one path segment, `**` any number",
+    )
+    _compiled: _Compiled = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for key in ("allow_cn", "allow_ou", "allow_dns", "allow_uri"):
-            values = tuple(getattr(self, key))
-            object.__setattr__(self, key, values)
-            _check_names(key, values)
-        compiled = CompiledPolicy(
+        for name in ("allow_cn", "allow_ou", "allow_dns", "allow_uri"):
+            values = tuple(getattr(self, name))
+            object.__setattr__(self, name, values)
+            _check_names(name, values)
+        compiled = _Compiled(
             allow_all=self.allow_all,
             empty=self.is_empty,
             cn=frozenset(self.allow_cn),
@@ -162,7 +180,7 @@ class AccessPolicy:
             dns={name.lower(): name for name in reversed(self.allow_dns)},
             uri=tuple((_compile_uri(p), p) for p in self.allow_uri),
         )
-        object.__setattr__(self, "compiled", compiled)
+        object.__setattr__(self, "_compiled", compiled)
 
     @property
     def is_empty(self) -> bool:
@@ -172,18 +190,13 @@ class AccessPolicy:
         )
 
 
-def compile_policy(policy: AccessPolicy) -> CompiledPolicy:
-    """The compiled form (already built with the policy; this just hands it over)."""
-    return policy.compiled
-
-
-def evaluate(policy: AccessPolicy | CompiledPolicy, identity: PeerIdentity) -> Decision:
+def evaluate(policy: AccessPolicy, identity: PeerIdentity) -> Decision:
     """Decide whether this client may pass; the first matching rule is named.
 
     Rules are checked as allow_all, cn, ou, dns, uri. Patterns were compiled when the
     policy was built, so this is a few set lookups and regex matches.
     """
-    rules = policy if isinstance(policy, CompiledPolicy) else policy.compiled
+    rules = policy._compiled
     if rules.allow_all:
         return Decision(True, "allow_all")
     cn = identity.common_name

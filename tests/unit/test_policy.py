@@ -6,17 +6,11 @@ from dataclasses import replace
 
 import pytest
 
+import mtlskit.policy
 from mtlskit.errors import ConfigError
 from mtlskit.identity import PeerIdentity
 from mtlskit.pki import CertificateAuthority
-from mtlskit.policy import (
-    AccessPolicy,
-    CompiledPolicy,
-    Decision,
-    compile_policy,
-    evaluate,
-    validate_uri_pattern,
-)
+from mtlskit.policy import AccessPolicy, Decision, evaluate, validate_uri_pattern
 
 SPIFFE = "spiffe://example.org/ns/shop/sa/alice"
 
@@ -92,12 +86,16 @@ def test_rule_order_is_documented(alice: PeerIdentity) -> None:
     assert evaluate(policy, alice).rule == "cn=alice"
 
 
-def test_compiled_policy_gives_the_same_decisions(alice: PeerIdentity) -> None:
+def test_patterns_are_compiled_once_with_the_policy(
+    alice: PeerIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
     policy = AccessPolicy(allow_uri=("spiffe://example.org/ns/*/sa/*",))
-    compiled = compile_policy(policy)
-    assert isinstance(compiled, CompiledPolicy)
-    assert evaluate(compiled, alice) == evaluate(policy, alice)
-    assert compiled is policy.compiled  # built once, with the policy
+
+    def compile_again(pattern: str) -> None:
+        raise AssertionError(f"{pattern} compiled per evaluation")
+
+    monkeypatch.setattr(mtlskit.policy, "_compile_uri", compile_again)
+    assert evaluate(policy, alice) == Decision(True, "uri=spiffe://example.org/ns/*/sa/*")
 
 
 def test_policy_is_hashable_and_takes_lists() -> None:

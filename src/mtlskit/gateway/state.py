@@ -19,7 +19,7 @@ from mtlskit.identity import (
 )
 from mtlskit.pki.files import CRL_MAX_BYTES, read_file
 from mtlskit.pki.pem import load_crl
-from mtlskit.policy import AccessPolicy, CompiledPolicy, Decision, compile_policy, evaluate
+from mtlskit.policy import AccessPolicy, Decision, evaluate
 from mtlskit.tlsconfig import ServerContext, load_client_cas, server_context
 from mtlskit.trust import RevocationList, load_crl_set
 
@@ -61,7 +61,6 @@ class GatewayState:
     crls: tuple[RevocationList, ...]
     stamps: tuple[FileStamp, ...]
     loaded_at: datetime
-    compiled: CompiledPolicy
     crl_issuers: tuple[str, ...] = ()  # each CRL's issuer, as PeerIdentity.issuer spells it
     # Clients reconnect with the same certificate: parse it and build its header block
     # once per state, not once per connection (bounded; cleared when full).
@@ -121,7 +120,7 @@ class GatewayState:
                 return Decision(False, "crl_stale", "the CRL for your CA is out of date")
             if crl.is_revoked(int(identity.serial, 16)):
                 return Decision(False, "revoked", "your client certificate is revoked")
-        return evaluate(self.compiled, identity)
+        return evaluate(self.policy, identity)
 
     def revocation_entry(self, cert: x509.Certificate) -> dict[str, str]:
         """Revocation date and reason of a revoked client certificate, from its CRL."""
@@ -188,22 +187,14 @@ def load_state(config: GatewayConfig, now: datetime) -> GatewayState:
         client_cert="client-cert" in config.identity_headers,
         custom=config.headers,
     )
-    policy = AccessPolicy(
-        allow_all=config.policy.allow_all,
-        allow_cn=config.policy.allow_cn,
-        allow_ou=config.policy.allow_ou,
-        allow_dns=config.policy.allow_dns,
-        allow_uri=config.policy.allow_uri,
-    )
     return GatewayState(
         tls=tls,
-        policy=policy,
+        policy=config.policy,  # an AccessPolicy, compiled once when the config was read
         identity_config=identity_config,
         crls=crls,
         crl_issuers=tuple(crl.issuer.rfc4514_string() for crl in crls),
         stamps=stamps,
         loaded_at=now,
-        compiled=compile_policy(policy),
     )
 
 
