@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import stat
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, cast
 import pytest
 from cryptography import x509
 
-from mtlskit.acmeclient import (
+from mtlskit.acme import (
     AcmeError,
     AcmeSettings,
     backoff,
@@ -76,6 +77,37 @@ def test_issue_writes_key_leaf_and_chain(pebble: Pebble, acme_cli, tmp_path: Pat
         "--ca-bundle", pebble.ca_bundle,
     )  # fmt: skip
     assert again.code == 2 and "already exists" in again.err
+
+
+def test_issue_creates_a_missing_out_directory_0700(
+    pebble: Pebble, acme_cli, tmp_path: Path
+) -> None:
+    out = tmp_path / "new" / "tls"  # parents too, as `mkdir -p`
+    result = acme_cli(
+        "acme", "issue", "--directory", pebble.directory, "--domain", "mkdir.example.com",
+        "--out", out, "--http-01", f"127.0.0.1:{pebble.http_port}",
+        "--ca-bundle", pebble.ca_bundle,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert f"note: created directory {out} (mode 0700: it holds private keys)" in result.err
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["acme-account.key", "server.chain.pem", "server.crt", "server.key"]
+
+
+def test_issue_bad_out_or_flag_is_refused_before_the_ca_is_asked(acme_cli, tmp_path: Path) -> None:
+    # Nothing listens on the directory URL: reaching it would fail with exit 1 instead.
+    base = ["acme", "issue", "--directory", f"https://127.0.0.1:{free_port()}/dir",
+            "--domain", "x.example.com", "--http-01", "127.0.0.1:0"]  # fmt: skip
+    file = tmp_path / "tls"
+    file.write_text("not a directory")
+    result = acme_cli(*base, "--out", file)
+    assert result.code == 2
+    assert f"error: --out {file} is not a directory" in result.err
+    missing = tmp_path / "never"
+    result = acme_cli(*base, "--out", missing, "--timeout", "soon")
+    assert result.code == 2 and "--timeout" in result.err
+    assert not missing.exists()  # a refused command leaves no directory behind
 
 
 def test_ensure_obtains_keeps_and_renews(pebble: Pebble, tmp_path: Path) -> None:

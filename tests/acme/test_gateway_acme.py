@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 
 from mtlskit.config import load_gateway_config
-from mtlskit.echo import EchoServer
+from mtlskit.demo.echo import EchoServer
 from mtlskit.gateway.embedded import embedded_gateway
 from mtlskit.pki import CertificateAuthority
 from tests.acme.conftest import Pebble

@@ -212,6 +212,49 @@ def test_issue_refuses_to_overwrite_without_force(made: Path, out_dir: Path, run
     assert _mode(out_dir / "api.key") == 0o600
 
 
+@pytest.mark.parametrize("umask", [None, 0o222], ids=["default-umask", "umask-222"])
+def test_issue_creates_a_missing_out_directory_0700_and_says_so(
+    made: Path, tmp_path: Path, run_cli, umask: int | None
+) -> None:
+    out = tmp_path / "new" / "certs"  # parents too, as `mkdir -p`
+    old = os.umask(umask) if umask is not None else None
+    try:  # a umask without the owner's write bit must not leave an unusable directory
+        r = run_cli("ca", "issue", "client", "alice", "--dir", made, "--out", out)
+    finally:
+        if old is not None:
+            os.umask(old)
+    assert r.code == 0, r.err
+    assert f"note: created directory {out} (mode 0700: it holds private keys)" in r.err
+    assert _mode(out) == 0o700
+    assert sorted(p.name for p in out.iterdir()) == ["alice.chain.pem", "alice.crt", "alice.key"]
+    assert f"wrote    {out / 'alice.key'}" in r.out
+    if umask is None:
+        assert _mode(out / "alice.key") == 0o600
+    again = run_cli("ca", "issue", "client", "bob", "--dir", made, "--out", out)
+    assert again.code == 0 and "created directory" not in again.err  # there now: just used
+
+
+def test_issue_refused_creates_no_out_directory(made: Path, tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "never"
+    r = run_cli("ca", "issue", "server", "api", "--dir", made, "--out", out, "--san", "a b")
+    assert r.code == 2
+    _one_error(r)
+    assert not out.exists()
+
+
+def test_issue_out_that_is_a_file_is_an_error(made: Path, tmp_path: Path, run_cli) -> None:
+    file = tmp_path / "certs"
+    file.write_text("not a directory")
+    for out, needle in ((file, "is not a directory"), (file / "sub", "cannot create")):
+        r = run_cli("ca", "issue", "client", "alice", "--dir", made, "--out", out)
+        assert r.code == 2, r.out
+        _one_error(r)
+        assert f"--out {out}" in r.err and needle in r.err
+    assert file.read_text() == "not a directory"
+    # nothing was delivered, so nothing was recorded (root and intermediate only)
+    assert len(json.loads(run_cli("ca", "list", "--dir", made, "--json").out)) == 2
+
+
 def test_issue_leaf_outliving_the_ca_is_capped_and_said(made: Path, out_dir: Path, run_cli) -> None:
     r = run_cli(
         "ca", "issue", "server", "api", "--dir", made, "--out", out_dir, "--validity", "20y"

@@ -1,13 +1,21 @@
-"""`mtlskit demo`: the three outcomes, reuse of its files, and the gateway it leaves running."""
+"""`mtlskit demo`: the three outcomes, reuse of its files, the gateway it leaves running; and
+its echo workload run on its own (`python -m mtlskit.demo.echo`, `mtlskit echo`)."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import pytest
+
+from mtlskit.cli import echo as cli_echo
+from mtlskit.demo import echo
 from tests.integration.peers import curl
 
 
@@ -56,3 +64,73 @@ def test_demo_keeps_the_gateway_for_curl_until_ctrl_c(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def _start_echo(*flags: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mtlskit.demo.echo", "--port", "0", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline()
+
+
+def _stop_echo(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (0, "stopped\n")
+    assert err == ""  # in particular no RuntimeWarning about loading the module twice
+
+
+def test_echo_workload_runs_on_its_own_until_ctrl_c() -> None:
+    proc, line = _start_echo()
+    try:
+        found = re.fullmatch(
+            r"echo workload on (http://127\.0\.0\.1:\d+) \(Ctrl-C stops it\)\n", line
+        )
+        assert found, line
+        seen = httpx.post(f"{found.group(1)}/hello?x=1", content=b"ping", timeout=10).json()
+        assert (seen["method"], seen["path"], seen["body_bytes"]) == ("POST", "/hello?x=1", 4)
+        assert seen["identity"] is None  # no gateway in front: nobody vouched for a client
+        _stop_echo(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_echo_workload_over_raw_tcp() -> None:
+    proc, line = _start_echo("--tcp")
+    try:
+        found = re.fullmatch(r"TCP echo workload on tcp://127\.0\.0\.1:(\d+) \(Ctrl-C.*\n", line)
+        assert found, line
+        with socket.create_connection(("127.0.0.1", int(found.group(1))), timeout=10) as sock:
+            sock.sendall(b"ping")
+            assert sock.recv(100) == b"echo:ping"
+        _stop_echo(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_echo_on_a_port_in_use_is_one_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = echo.main(["--port", str(port)])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert err[0].startswith(f"error: cannot listen on 127.0.0.1:{port} for the echo workload")
+    assert err[1] == "hint: pass another --port (0: any free port) or a local --host"
+
+
+def test_mtlskit_echo_takes_the_same_flags() -> None:
+    parser = argparse.ArgumentParser()
+    cli_echo.register(parser.add_subparsers())
+    args = parser.parse_args(["echo", "--port", "0", "--tcp"])
+    assert args.handler is cli_echo.cmd_echo
+    assert (args.host, args.port, args.tcp) == ("127.0.0.1", 0, True)

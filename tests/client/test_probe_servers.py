@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mtlskit.echo import EchoServer
+from mtlskit.demo.echo import EchoServer
 from tests.client.servers import mute_port, s_server
 from tests.integration.peers import free_port
 

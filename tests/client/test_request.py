@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mtlskit.echo import EchoServer
+from mtlskit.demo.echo import EchoServer
 from tests.client.servers import s_server
 from tests.gateway.harness import PKI, gateway_config, make_pki, running_gateway
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlskit.echo import EchoServer
+from mtlskit.demo.echo import EchoServer
 from tests.gateway.harness import PKI, make_pki
 
 

@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from mtlskit.echo import EchoServer
+from mtlskit.demo.echo import EchoServer
 from tests.gateway.harness import PKI, client_context, curl_as, gateway_config, running_gateway
 from tests.integration.peers import curl, openssl
 

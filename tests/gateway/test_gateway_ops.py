@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mtlskit.echo import EchoServer, TCPEchoServer
+from mtlskit.demo.echo import EchoServer, TCPEchoServer
 from tests.gateway.harness import (
     PKI,
     client_context,
@@ -174,7 +174,7 @@ def test_unix_socket_upstream(pki: PKI, tmp_path: Path) -> None:
     import socketserver
     import threading
 
-    from mtlskit.echo import _Handler
+    from mtlskit.demo.echo import _Handler
 
     class UnixHTTP(socketserver.ThreadingUnixStreamServer):
         daemon_threads = True

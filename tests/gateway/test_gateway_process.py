@@ -28,7 +28,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from mtlskit.echo import EchoServer
+from mtlskit.demo.echo import EchoServer
 from tests.gateway.harness import PKI, curl_as
 
 T = TypeVar("T")

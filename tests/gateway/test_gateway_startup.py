@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlskit.echo import EchoServer
+from mtlskit.demo.echo import EchoServer
 from tests.gateway.harness import PKI, curl_as
 from tests.gateway.test_gateway_process import GatewayProcess, gateway_args
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mtlskit.echo import EchoServer
+from mtlskit.demo.echo import EchoServer
 from mtlskit.pki import CertificateAuthority
 from tests.gateway.harness import PKI, client_context, gateway_config, running_gateway
 from tests.integration.peers import curl, openssl

@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     """The whole command tree; each group registers its own subcommands."""
-    from mtlskit.cli import acme, ca, cert, client, demo, gateway, kyma
+    from mtlskit.cli import acme, ca, cert, client, demo, echo, gateway, kyma
 
     parser = Parser(
         prog="mtlskit",
@@ -41,6 +41,7 @@ def build_parser() -> Parser:
     gateway.register(groups)
     client.register(groups)
     demo.register(groups)
+    echo.register(groups)
     kyma.register(groups)
     acme.register(groups)
     return parser

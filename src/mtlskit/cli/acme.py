@@ -34,7 +34,12 @@ def register(groups: Any) -> None:
         "--domain", required=True, action="append", metavar="NAME", help="DNS name (repeatable)"
     )
     p.add_argument("--email", metavar="E", help="account contact address")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="directory for the files (created 0700 if missing)",
+    )
     p.add_argument("--name", default="server", help="file stem (default server)")
     p.add_argument(
         "--http-01",
@@ -53,12 +58,10 @@ def register(groups: Any) -> None:
 
 def cmd_issue(args: argparse.Namespace) -> int:
     """acme issue."""
-    from mtlskit.acmeclient import AcmeSettings, load_or_create_account_key, obtain_certificate
-    from mtlskit.cli._common import duration_arg
+    from mtlskit.acme.client import AcmeSettings, load_or_create_account_key, obtain_certificate
+    from mtlskit.cli._common import check_out_dir, duration_arg, ensure_out_dir
 
-    out = Path(args.out)
-    if not out.is_dir():
-        raise ConfigError(f"--out {out} is not a directory", f"create it first: mkdir -p {out}")
+    out = check_out_dir(args.out)
     if not args.force:
         existing = [p for p in (out / f"{args.name}.key", out / f"{args.name}.crt") if p.exists()]
         if existing:  # checked before the CA is asked, so no certificate is wasted
@@ -71,7 +74,9 @@ def cmd_issue(args: argparse.Namespace) -> int:
         ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
         timeout=duration_arg(args.timeout, "--timeout") or timedelta(seconds=90),
     )
-    issued = obtain_certificate(settings, load_or_create_account_key(out / "acme-account.key"))
+    # Made once every flag has been read; it holds the account key from here on.
+    account_key = load_or_create_account_key(ensure_out_dir(out) / "acme-account.key")
+    issued = obtain_certificate(settings, account_key)
     paths = issued.write(out, args.name, force=args.force)
     cert = issued.certificate
     print(f"issued server certificate {cert.subject.rfc4514_string()}")

@@ -13,7 +13,9 @@ from mtlskit.cli._common import (
     add_dir,
     add_key_type,
     add_password_file,
+    check_out_dir,
     duration_arg,
+    ensure_out_dir,
     key_type_arg,
     password_from,
     print_json,
@@ -21,7 +23,15 @@ from mtlskit.cli._common import (
 )
 from mtlskit.durations import format_duration, parse_duration
 from mtlskit.errors import ConfigError, PKIError
-from mtlskit.pki.ca import ED25519_NOTE, CertificateAuthority
+from mtlskit.pki.ca import (
+    DATABASE,
+    ED25519_NOTE,
+    INTERMEDIATE_CERT,
+    INTERMEDIATE_KEY,
+    ROOT_CERT,
+    ROOT_KEY,
+    CertificateAuthority,
+)
 from mtlskit.pki.crl import REASONS
 from mtlskit.pki.files import OutputFile, read_file, write_files
 from mtlskit.pki.issued import IssuedCertificate
@@ -55,7 +65,10 @@ def register(groups: Any) -> None:
         k.add_argument("name", metavar="NAME", help="common name; also the file names NAME.*")
         add_dir(k)
         k.add_argument(
-            "--out", required=True, metavar="OUT", help="directory for NAME.key/.crt/.chain.pem"
+            "--out",
+            required=True,
+            metavar="OUT",
+            help="directory for NAME.key/.crt/.chain.pem (created 0700 if missing)",
         )
         k.add_argument(
             "--san",
@@ -149,12 +162,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         sealed = "0600, encrypted" if password else "0600"
         rows = [
             ("created root CA", ca.root.subject.rfc4514_string()),
-            ("  certificate", f"{d / 'root.crt'}   (install on every peer that must trust you)"),
-            ("  key", f"{d / 'root.key'}   ({sealed}; keep offline)"),
+            ("  certificate", f"{d / ROOT_CERT}   (install on every peer that must trust you)"),
+            ("  key", f"{d / ROOT_KEY}   ({sealed}; keep offline)"),
             ("created intermediate CA", ca.intermediate.subject.rfc4514_string()),
-            ("  certificate", f"{d / 'intermediate.crt'}"),
-            ("  key", f"{d / 'intermediate.key'}   ({sealed})"),
-            ("database", f"{d / 'ca.db'}"),
+            ("  certificate", f"{d / INTERMEDIATE_CERT}"),
+            ("  key", f"{d / INTERMEDIATE_KEY}   ({sealed})"),
+            ("database", f"{d / DATABASE}"),
         ]
         for label, value in rows:
             print(f"{label:<24} {value}")
@@ -183,9 +196,7 @@ def cmd_issue(args: argparse.Namespace) -> int:
                 "put a password in a file ('openssl rand -base64 24 > p12.pass') and pass it",
             )
         p12_password = password_from(args.p12_password_file, "--p12-password-file")
-    out = Path(args.out)
-    if not out.is_dir():
-        raise ConfigError(f"--out {out} is not a directory", f"create it first: mkdir -p {out}")
+    out = check_out_dir(args.out)
     paths: list[Path] = []
     with _load(args) as ca:
         issue = ca.issue_server if args.kind == "server" else ca.issue_client
@@ -196,8 +207,10 @@ def cmd_issue(args: argparse.Namespace) -> int:
             key_type=key_type,
             organization=args.org,
             unit=args.ou,
+            # The directory is made only now, with the certificate in hand: a refused
+            # request (wrong password, bad SAN) leaves nothing behind.
             deliver=lambda c: paths.extend(
-                c.write(out, args.name, force=args.force, p12_password=p12_password)
+                c.write(ensure_out_dir(out), args.name, force=args.force, p12_password=p12_password)
             ),
         )
     print_notes(issued.notes)

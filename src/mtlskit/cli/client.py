@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from mtlskit.cli._common import password_from, print_json
-from mtlskit.cli.verify import load_trust
-from mtlskit.client import (
-    ClientIdentity,
-    ServerTrust,
-    Trace,
-    load_identity,
-    probe,
-    request,
-    system_trust,
-)
+from mtlskit.client import ClientIdentity, load_identity, probe, request
+from mtlskit.client.render import step_lines, verdict_lines
 from mtlskit.client.request import parse_header
+from mtlskit.client.trustfiles import server_trust
 from mtlskit.errors import ConfigError
 from mtlskit.pki.files import read_file
 
 __all__ = ["cmd_probe", "cmd_request", "register"]
-
-_MARK = {"ok": "ok", "failed": "FAILED", "skipped": "skipped", "not_reached": "-"}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -99,40 +89,11 @@ def _identity(args: argparse.Namespace) -> ClientIdentity | None:
     )
 
 
-def _trust(ca: str | None) -> ServerTrust:
-    if ca is None:
-        return system_trust()
-    src = load_trust(ca)
-    path = Path(ca)
-    ca_file = path / "root.crt" if path.is_dir() else path
-    return ServerTrust(src.anchors, src.hints, f"--ca {ca}", ca_file)
-
-
 def _split_target(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{text!r} is not HOST:PORT", "write e.g. localhost:8443")
     return host.strip("[]"), int(port)
-
-
-def print_steps(trace: Trace, out: Any) -> None:
-    """The numbered walk-through."""
-    for step in trace.steps:
-        print(f"  {step.number}. {step.title:<50} {_MARK[step.status]}", file=out)
-        if step.detail:
-            print(f"     {step.detail}", file=out)
-    for note in trace.notes:
-        print(f"  note: {note}", file=out)
-
-
-def _verdict(trace: Trace, out: Any) -> None:
-    if trace.code == "ok":
-        print("outcome: ok", file=out)
-        return
-    step = f" (step {trace.failed_step})" if trace.failed_step else ""
-    print(f"outcome: {trace.code}{step}", file=out)
-    print(f"  why   {trace.explanation}", file=out)
-    print(f"  fix   {trace.fix}", file=out)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -141,7 +102,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     report = probe(
         host,
         port,
-        trust=_trust(args.ca),
+        trust=server_trust(args.ca),
         identity=_identity(args),
         servername=args.servername,
         timeout=args.timeout,
@@ -196,8 +157,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         for problem in pre.problems:
             print(f"  problem: {problem}", file=out)
     print("steps:", file=out)
-    print_steps(report.trace, out)
-    _verdict(report.trace, out)
+    for line in [*step_lines(report.trace), *verdict_lines(report.trace)]:
+        print(line, file=out)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     return 0 if report.code == "ok" else 1
@@ -227,7 +188,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     method = (args.method or ("POST" if args.data is not None else "GET")).upper()
     result = request(
         args.url,
-        trust=_trust(args.ca),
+        trust=server_trust(args.ca),
         identity=_identity(args),
         method=method,
         headers=headers,
@@ -239,8 +200,7 @@ def cmd_request(args: argparse.Namespace) -> int:
         print_json(result.to_json())
         return 0 if result.code == "ok" else 1
     if args.trace:
-        print("steps:", file=sys.stderr)
-        print_steps(result.trace, sys.stderr)
+        print("steps:", *step_lines(result.trace), sep="\n", file=sys.stderr)
     if result.response is not None:
         sys.stdout.buffer.write(result.response.body)
         sys.stdout.flush()

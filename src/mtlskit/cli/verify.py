@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
 from mtlskit.cli._common import print_json, print_notes
+from mtlskit.client.trustfiles import load_trust
 from mtlskit.errors import ConfigError
 from mtlskit.pki.files import CRL_MAX_BYTES, read_file
 from mtlskit.pki.pem import load_certificates, load_crl
-from mtlskit.trust import (
-    RevocationList,
-    VerificationResult,
-    load_crl_set,
-    split_trust,
-    verify_chain,
-)
+from mtlskit.trust import RevocationList, VerificationResult, load_crl_set, verify_chain
 
-__all__ = ["TrustSource", "cmd_verify", "load_trust", "parse_at", "register"]
+__all__ = ["cmd_verify", "parse_at", "register"]
 
 _CODES = "every code and its fix: docs/trust.md"
 
@@ -79,41 +72,6 @@ def parse_at(text: str | None) -> datetime:
             f"--at {text!r} is not an ISO 8601 time", "write e.g. --at 2026-01-01T00:00:00Z"
         ) from exc
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class TrustSource:
-    """What --ca gave: trust anchors, and intermediates known as hints."""
-
-    anchors: tuple[x509.Certificate, ...]
-    hints: tuple[x509.Certificate, ...]
-
-
-def load_trust(path: str) -> TrustSource:
-    """Read --ca: a bundle (self-signed = anchor, others = hints) or a CA directory.
-
-    Raises:
-        CertificateLoadError: unreadable files.
-        ConfigError: no self-signed certificate to trust.
-    """
-    where = Path(path)
-    if where.is_dir():
-        root = where / "root.crt"
-        anchors = tuple(load_certificates(read_file(root, "the root CA certificate"), root))
-        hints: tuple[x509.Certificate, ...] = ()
-        if (where / "intermediate.crt").exists():
-            inter = where / "intermediate.crt"
-            hints = tuple(load_certificates(read_file(inter, "an intermediate CA"), inter))
-        return TrustSource(anchors, hints)
-    certs = load_certificates(read_file(where, "trusted root certificates"), where)
-    anchors, hints = split_trust(certs)
-    if not anchors:
-        raise ConfigError(
-            f"--ca {path} holds no self-signed root certificate to trust",
-            "give the root CA (e.g. CA_DIR/root.crt, or the CA directory itself); "
-            "intermediates alone are not trust anchors",
-        )
-    return TrustSource(anchors, hints)
 
 
 def _load_crls(paths: list[str], candidates: list[x509.Certificate]) -> tuple[RevocationList, ...]:

@@ -1,4 +1,9 @@
-"""Server certificates from an ACME CA for the gateway: obtained at start, renewed in time."""
+"""Server certificates from an ACME CA for the gateway: obtained at start, renewed in time.
+
+The gateway's side of mtlskit.acme: it reads the [acme] settings, logs to the gateway's
+event log and runs on its event loop, so it lives with the gateway, not in acme/ (which
+knows nothing of the gateway).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mtlskit.acmeclient import AcmeSettings, EnsureResult, backoff, ensure_certificate
+from mtlskit.acme.client import AcmeSettings, EnsureResult, ensure_certificate
+from mtlskit.acme.renewal import backoff
 from mtlskit.config import AcmeConfig
 from mtlskit.errors import AcmeError
 from mtlskit.gateway.logs import EventLog

@@ -1,19 +1,29 @@
-"""A small workload for demos and tests: answers with what it received, identity included."""
+"""The echo workload: answers with what it received, identity included (demos and tests).
+
+Run it behind a gateway you are testing: `python -m mtlskit.demo.echo --port 8080` serves
+until Ctrl-C. GET /anything returns the method, path, headers and body digest it saw, and
+the identity read from x-forwarded-client-cert (or the error reading it); /bytes?n=N sends
+N bytes, /slow?s=S waits S seconds, /ws upgrades to a tunnel that echoes in upper case.
+"""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import socket
 import socketserver
+import sys
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TextIO
 
+from mtlskit.errors import ConfigError, MtlsKitError
 from mtlskit.identity import IdentityHeaderError, from_headers
 
-__all__ = ["EchoServer", "TCPEchoServer"]
+__all__ = ["EchoServer", "TCPEchoServer", "main", "serve"]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -110,9 +120,15 @@ class EchoServer:
         return int(self.httpd.server_address[1])
 
     @property
+    def host(self) -> str:
+        """The bound address; 127.0.0.1 when bound to every interface (reachable from here)."""
+        bound = str(self.httpd.server_address[0])
+        return "127.0.0.1" if bound == "0.0.0.0" else bound  # noqa: S104 - compared, not bound
+
+    @property
     def url(self) -> str:
         """http://host:port."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def __enter__(self) -> EchoServer:
         self.thread.start()
@@ -137,3 +153,72 @@ class TCPEchoServer(EchoServer):
         self.httpd = socketserver.ThreadingTCPServer((host, port), _TCPEcho)  # type: ignore[assignment]
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+
+def serve(host: str, port: int, *, tcp: bool = False, out: TextIO | None = None) -> int:
+    """Run the echo workload in the foreground until Ctrl-C; print one line with its address.
+
+    Args:
+        host: the address to listen on (IPv4; 0.0.0.0 for every interface).
+        port: the port (0: any free one, printed).
+        tcp: the raw TCP echo instead of HTTP (for a gateway's TCP routes).
+        out: where the line goes (default stdout).
+
+    Returns:
+        0, once interrupted.
+
+    Raises:
+        ConfigError: the address cannot be bound (in use, not local, not a valid host).
+    """
+    stream = sys.stdout if out is None else out
+    try:
+        server = TCPEchoServer(host, port) if tcp else EchoServer(host, port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} for the echo workload: {exc.strerror or exc}",
+            "pass another --port (0: any free port) or a local --host",
+        ) from exc
+    where = f"tcp://{server.host}:{server.port}" if tcp else server.url
+    kind = "TCP echo" if tcp else "echo"
+    with server:
+        try:
+            # Flushed: whoever started this may be reading stdout through a pipe for the URL.
+            print(f"{kind} workload on {where} (Ctrl-C stops it)", file=stream, flush=True)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopped", file=stream)
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--host, --port and --tcp: shared by this module's main() and `mtlskit echo`."""
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any)")
+    parser.add_argument("--tcp", action="store_true", help="raw TCP echo instead of HTTP")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m mtlskit.demo.echo [--host H] [--port N] [--tcp]`; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mtlskit.demo.echo",
+        description="A workload to put behind an mTLS gateway: it answers every request "
+        "with what it received (method, path, headers, body digest) and the client "
+        "identity the gateway forwarded.",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return serve(args.host, args.port, tcp=args.tcp)
+    except MtlsKitError as exc:
+        # This module is an entry point of its own, so it ends errors as cli.main does.
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Server certificates from an ACME CA over HTTP-01 (the `acme` library), and their renewal."""
+"""Server certificates from an ACME CA over HTTP-01 (the `acme` library), kept current."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import requests
-from acme import challenges, client, crypto_util, messages
+from acme import challenges, crypto_util, messages
+from acme import client as acme_client
 from acme import errors as acme_errors
 from acme.standalone import HTTP01RequestHandler, HTTP01Server
 from cryptography import x509
@@ -22,26 +23,22 @@ from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 from requests.adapters import HTTPAdapter
 
+from mtlskit.acme.renewal import RENEW_AT, covers, renew_due, renewal_time
 from mtlskit.errors import AcmeError, CertificateLoadError
 from mtlskit.pki.files import PRIVATE, PUBLIC, OutputFile, read_file, write_files
 from mtlskit.pki.pem import certs_to_pem, load_certificates, load_private_key, private_key_to_pem
 
 __all__ = [
-    "RENEW_AT",
     "AcmeCertificate",
     "AcmeError",
     "AcmeSettings",
     "EnsureResult",
-    "backoff",
     "ensure_certificate",
     "load_or_create_account_key",
     "obtain_certificate",
-    "renew_due",
-    "renewal_time",
 ]
 
 log = logging.getLogger("mtlskit.acme")
-RENEW_AT: Final = 2 / 3  # of the lifetime: Let's Encrypt's advice for 90-day certificates
 USER_AGENT: Final = "mtlskit-acme"
 
 
@@ -94,36 +91,6 @@ class AcmeCertificate:
             OutputExistsError: a file exists and force is False (nothing is written).
         """
         return write_files(self.output_files(Path(out_dir), name), force=force)
-
-
-# -- renewal policy (pure) --------------------------------------------------------------------
-def renewal_time(cert: x509.Certificate, fraction: float = RENEW_AT) -> dt.datetime:
-    """When to renew: not_before + fraction of the lifetime (default 2/3)."""
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return start + (end - start) * fraction
-
-
-def renew_due(cert: x509.Certificate, now: dt.datetime, fraction: float = RENEW_AT) -> bool:
-    """True once now has reached renewal_time(cert, fraction)."""
-    return now >= renewal_time(cert, fraction)
-
-
-def backoff(
-    attempt: int,
-    initial: dt.timedelta = dt.timedelta(minutes=1),
-    maximum: dt.timedelta = dt.timedelta(hours=1),
-) -> dt.timedelta:
-    """The wait after the attempt-th failure in a row (1, 2, ...): doubling, capped."""
-    return min(initial * (1 << max(attempt - 1, 0)), maximum)
-
-
-def _covers(cert: x509.Certificate, domains: Sequence[str]) -> bool:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    names = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
-    return all(d.lower() in names for d in domains)
 
 
 # -- the HTTP-01 responder --------------------------------------------------------------------
@@ -236,9 +203,9 @@ def _mapped(settings: AcmeSettings) -> Iterator[None]:
         raise AcmeError(f"the ACME server refused: {_problem(exc)}", "") from exc
 
 
-def _directory(url: str, net: client.ClientNetwork) -> messages.Directory:
+def _directory(url: str, net: acme_client.ClientNetwork) -> messages.Directory:
     try:
-        return client.ClientV2.get_directory(url, net)
+        return acme_client.ClientV2.get_directory(url, net)
     except (acme_errors.ClientError, messages.Error, ValueError, DeserializationError) as exc:
         raise AcmeError(
             f"{url} did not answer as an ACME directory: {_problem(exc)}",
@@ -246,8 +213,8 @@ def _directory(url: str, net: client.ClientNetwork) -> messages.Directory:
         ) from exc
 
 
-def _network(key: ec.EllipticCurvePrivateKey, bundle: Path | None) -> client.ClientNetwork:
-    net = client.ClientNetwork(JWKEC(key=key), alg=ES256, user_agent=USER_AGENT)
+def _network(key: ec.EllipticCurvePrivateKey, bundle: Path | None) -> acme_client.ClientNetwork:
+    net = acme_client.ClientNetwork(JWKEC(key=key), alg=ES256, user_agent=USER_AGENT)
     if bundle is not None:
         adapter = _BundleAdapter(bundle)
         net.session.mount("https://", adapter)
@@ -275,7 +242,7 @@ def obtain_certificate(
     csr_pem = crypto_util.make_csr(private_key_to_pem(cert_key), list(settings.domains))
     resources: set[HTTP01RequestHandler.HTTP01Resource] = set()
     with contextlib.closing(net.session), _mapped(settings):
-        acme = client.ClientV2(_directory(settings.directory, net), net)
+        acme = acme_client.ClientV2(_directory(settings.directory, net), net)
         contact = (f"mailto:{settings.email}",) if settings.email else ()
         registration = messages.NewRegistration.from_data(terms_of_service_agreed=True)
         registration = registration.update(contact=contact)
@@ -299,7 +266,7 @@ def obtain_certificate(
             order = acme.poll_and_finalize(order, deadline)
     chain = load_certificates(order.fullchain_pem.encode(), "the ACME server's chain")
     leaf = chain[0]
-    if not _covers(leaf, settings.domains):
+    if not covers(leaf, settings.domains):
         raise AcmeError(f"the ACME server issued a certificate without {settings.domains}", "")
     log.info("acme: issued %s until %s", ", ".join(settings.domains), leaf.not_valid_after_utc)
     return AcmeCertificate(cert_key, leaf, tuple(chain[1:]))
@@ -369,7 +336,7 @@ def ensure_certificate(
     current = _current(out_dir / f"{name}.crt")
     if (
         current is not None
-        and _covers(current, settings.domains)
+        and covers(current, settings.domains)
         and not renew_due(current, now, fraction)
         and now < current.not_valid_after_utc
     ):
