@@ -2,8 +2,35 @@
 
 from __future__ import annotations
 
-from mtlskit.gateway.listen import bind_listener
-from mtlskit.gateway.run import run_gateway_process
-from mtlskit.gateway.server import Gateway
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mtlskit.gateway.listen import bind_listener
+    from mtlskit.gateway.run import run_gateway_process
+    from mtlskit.gateway.server import Gateway
 
 __all__ = ["Gateway", "bind_listener", "run_gateway_process"]
+
+# All three are the asyncio shell, and this file runs before any module of the package,
+# the pure ones too (handshake, head, admission, access, replies): they load on first use
+# (PEP 562), not here.
+_LAZY = {
+    "Gateway": "mtlskit.gateway.server",
+    "bind_listener": "mtlskit.gateway.listen",
+    "run_gateway_process": "mtlskit.gateway.run",
+}
+
+# Hidden from mypy, which would otherwise type every unknown attribute of the package as
+# Any; it reads the names from the TYPE_CHECKING imports instead.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups find it without coming here
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

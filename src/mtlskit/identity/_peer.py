@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from mtlskit.errors import CertificateLoadError, MtlsKitError
-from mtlskit.pki.store import format_serial
+from mtlskit.pki.serials import format_serial
 
 # Client-sent copies of these are always dropped (Envoy SANITIZE_SET): only we may set them.
 STRIPPED_HEADERS: Final = frozenset({"x-forwarded-client-cert", "client-cert", "client-cert-chain"})
@@ -71,7 +71,7 @@ class PeerIdentity:
         uri_sans: URIs from the SAN extension.
         email_sans: rfc822 names from the SAN extension.
         ip_sans: IP addresses from the SAN extension, as `str(ipaddress)` prints them.
-        serial: uppercase hex (mtlskit.pki.store.format_serial).
+        serial: uppercase hex (mtlskit.pki.serials.format_serial).
         fingerprint_sha256: lowercase hex SHA-256 of the DER leaf, no colons (Envoy's Hash).
         not_before: start of validity (aware, UTC).
         not_after: end of validity (aware, UTC).

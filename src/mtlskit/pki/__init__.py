@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from mtlskit.pki.ca import CertificateAuthority
-from mtlskit.pki.issued import IssuedCertificate
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mtlskit.pki.keys import KEY_TYPES, KeyType
 from mtlskit.pki.profiles import CLIENT, INTERMEDIATE, PROFILES, ROOT, SERVER, Profile
-from mtlskit.pki.store import CertRecord
+
+if TYPE_CHECKING:
+    from mtlskit.pki.ca import CertificateAuthority
+    from mtlskit.pki.issued import IssuedCertificate
+    from mtlskit.pki.store import CertRecord
 
 __all__ = [
     "CLIENT",
@@ -21,3 +26,26 @@ __all__ = [
     "KeyType",
     "Profile",
 ]
+
+# The CA, its database and its files are the shell: importing any pure module of this
+# package (names, pem, describe, ...) runs this file first, so these load on first use
+# (PEP 562), not here. The pure names above stay plain imports.
+_LAZY = {
+    "CertificateAuthority": "mtlskit.pki.ca",
+    "IssuedCertificate": "mtlskit.pki.issued",
+    "CertRecord": "mtlskit.pki.store",
+}
+
+# Hidden from mypy, which would otherwise type every unknown attribute of the package as
+# Any; it reads the names from the TYPE_CHECKING imports instead.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups find it without coming here
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

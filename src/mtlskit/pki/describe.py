@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from mtlskit.durations import format_duration
 from mtlskit.pki.keys import describe_public_key
 from mtlskit.pki.names import describe_general_name
-from mtlskit.pki.store import format_serial
+from mtlskit.pki.serials import format_serial
 
 __all__ = ["CertificateInfo", "ChainNode", "arrange_chain", "describe_certificate", "eku_name"]
 

@@ -18,6 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from mtlskit.errors import DatabaseError
 from mtlskit.pki.names import describe_general_name
 
+# The serials' text form lives in the pure core (identity and describe print it too); it
+# stays importable from here for the CA and the CLI.
+from mtlskit.pki.serials import format_serial, parse_serial
+
 __all__ = ["CertRecord", "CertStore", "format_serial", "parse_serial"]
 
 _SCHEMA = """
@@ -39,23 +43,6 @@ CREATE TABLE IF NOT EXISTS certificates (
 CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates(not_after);
 """
 SCHEMA_VERSION = "1"
-
-
-def format_serial(serial: int) -> str:
-    """Uppercase hex without separators, as `openssl x509 -noout -serial` prints it."""
-    return format(serial, "X")
-
-
-def parse_serial(text: str) -> int:
-    """Read a serial written as hex, with or without colons or a 0x prefix.
-
-    Raises:
-        ValueError: not a hex number.
-    """
-    cleaned = text.strip().replace(":", "").lower().removeprefix("0x")
-    if not cleaned:
-        raise ValueError("empty serial")
-    return int(cleaned, 16)
 
 
 def _iso(value: datetime) -> str:
