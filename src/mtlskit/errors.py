@@ -11,12 +11,16 @@ __all__ = [
     "ConfigError",
     "DatabaseError",
     "ExportError",
+    "GatewayError",
+    "HandshakeTimeoutError",
+    "IdentityHeaderError",
     "IssuanceError",
     "KeyPasswordError",
     "MtlsKitError",
     "OutputExistsError",
     "PKIError",
     "TLSConfigError",
+    "UsageError",
 ]
 
 
@@ -44,6 +48,10 @@ class MtlsKitError(Exception):
 
 class ConfigError(MtlsKitError):
     """A flag, a config key or a value that cannot be used as given."""
+
+
+class UsageError(ConfigError):
+    """A command line argparse could not read (exit 2)."""
 
 
 class PKIError(MtlsKitError):
@@ -87,6 +95,21 @@ class DatabaseError(PKIError):
 
 class TLSConfigError(MtlsKitError):
     """A TLS context cannot be built (key and certificate mismatch, bad versions)."""
+
+
+class IdentityHeaderError(MtlsKitError, ValueError):
+    """Identity headers are malformed, or an identity value cannot travel in a header.
+
+    Also a ValueError: workloads that read headers catch it as bad input.
+    """
+
+
+class GatewayError(MtlsKitError):
+    """Something the gateway met while serving (not a configuration problem)."""
+
+
+class HandshakeTimeoutError(GatewayError, TimeoutError):
+    """A client did not finish its TLS handshake in time (a TimeoutError, too)."""
 
 
 class ExportError(MtlsKitError):

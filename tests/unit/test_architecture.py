@@ -70,7 +70,6 @@ PURE = [
     "client/tlswire.py",
     "client/preflight.py",
     "export/__init__.py",
-    "export/_errors.py",
     "export/kyma.py",
     "export/check.py",
     "export/render.py",
@@ -407,3 +406,23 @@ def test_nothing_imports_the_python_record_layer_ctypes_or_openssl_crypto() -> N
         for path in SRC.rglob("*.py")
     }
     assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_every_error_is_declared_in_errors_py() -> None:
+    """One exception tree: every MtlsKitError subclass lives in mtlskit/errors.py."""
+    import importlib
+    import pkgutil
+
+    import mtlskit
+    from mtlskit.errors import MtlsKitError
+
+    for info in pkgutil.walk_packages(mtlskit.__path__, "mtlskit."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    seen: list[type] = []
+    todo: list[type] = [MtlsKitError]
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    assert {c.__qualname__: c.__module__ for c in seen if c.__module__ != "mtlskit.errors"} == {}

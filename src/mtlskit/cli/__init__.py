@@ -8,13 +8,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from mtlskit import __version__
-from mtlskit.errors import ConfigError, MtlsKitError
+from mtlskit.errors import MtlsKitError, UsageError
 
 __all__ = ["build_parser", "main"]
-
-
-class UsageError(ConfigError):
-    """A command line argparse could not read (exit 2)."""
 
 
 class Parser(argparse.ArgumentParser):

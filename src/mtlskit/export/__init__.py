@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtlskit.export._errors import ExportError
+from mtlskit.errors import ExportError
 from mtlskit.export.check import Finding, check_manifests
 from mtlskit.export.kyma import (
     ExportWarning,

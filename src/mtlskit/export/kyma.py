@@ -11,9 +11,8 @@ from typing import Any, Final, Literal
 from cryptography import x509
 
 from mtlskit.config import GatewayConfig
-from mtlskit.errors import CertificateLoadError
+from mtlskit.errors import CertificateLoadError, ExportError
 from mtlskit.export._certs import dns_covers, is_ca
-from mtlskit.export._errors import ExportError
 from mtlskit.pki.pem import certs_to_pem, load_certificates
 
 __all__ = [

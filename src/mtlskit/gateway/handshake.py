@@ -13,16 +13,14 @@ from typing import Final
 
 from cryptography import x509
 
+from mtlskit.errors import HandshakeTimeoutError
+
 __all__ = ["HandshakeFailure", "HandshakeTimeoutError", "classify_handshake_failure"]
 
 _STEP7 = "step 7: the server validates the client's certificate"
 _STEP6 = "step 6: the client presents its certificate"
 _STEP1 = "step 1: the client hello (versions and cipher suites)"
 _STEP5 = "step 5: the client validates the server's certificate"
-
-
-class HandshakeTimeoutError(TimeoutError):
-    """The client did not finish its handshake in time."""
 
 
 # OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h) -> trust reason codes, with what

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mtlskit.errors import IdentityHeaderError
 from mtlskit.identity._headers import (
     TEMPLATE_OPERATORS,
     IdentityHeaders,
@@ -12,7 +13,6 @@ from mtlskit.identity._headers import (
 from mtlskit.identity._peer import (
     STRIPPED_HEADERS,
     XFCC_FIELDS,
-    IdentityHeaderError,
     PeerIdentity,
 )
 from mtlskit.identity._wire import (

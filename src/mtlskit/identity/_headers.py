@@ -9,14 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from mtlskit.errors import ConfigError
+from mtlskit.errors import ConfigError, IdentityHeaderError
 from mtlskit.identity._peer import (
     _BAD_VALUE,
     _FRAMING,
     _TOKEN,
     STRIPPED_HEADERS,
     XFCC_FIELDS,
-    IdentityHeaderError,
     PeerIdentity,
     _envoy_serial,
     _header_dn,

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from mtlskit.errors import CertificateLoadError, MtlsKitError
+from mtlskit.errors import CertificateLoadError
 from mtlskit.pki.serials import format_serial
 
 # Client-sent copies of these are always dropped (Envoy SANITIZE_SET): only we may set them.
@@ -51,10 +51,6 @@ _XFCC_PAIR: Final = re.compile(
 _NEEDS_SHORT_NAMES: Final = re.compile(r"(?:^|[,+])(?:STREET|[0-9]+(?:\.[0-9]+)+)=")
 _UNESCAPE: Final = functools.partial(re.compile(r"\\(.)", re.S).sub, r"\1")
 _SF_BINARY: Final = re.compile(r"[ \t]*:([A-Za-z0-9+/]*=*):(?:;[^,]*)?[ \t]*")  # RFC 8941 4.2.7
-
-
-class IdentityHeaderError(MtlsKitError, ValueError):
-    """Identity headers are malformed, or an identity value cannot travel in a header."""
 
 
 @dataclass(frozen=True, slots=True)

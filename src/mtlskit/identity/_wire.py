@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtlskit.errors import CertificateLoadError, ConfigError
+from mtlskit.errors import CertificateLoadError, ConfigError, IdentityHeaderError
 from mtlskit.identity._peer import (
     _SF_BINARY,
     _UNESCAPE,
@@ -22,7 +22,6 @@ from mtlskit.identity._peer import (
     _XFCC_PAIR,
     STRIPPED_HEADERS,
     XFCC_FIELDS,
-    IdentityHeaderError,
     PeerIdentity,
     _cached_url_pem,
     _header_dn,
