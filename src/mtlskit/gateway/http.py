@@ -18,6 +18,7 @@ import httptools
 from mtlskit.gateway.connection import Connection
 from mtlskit.gateway.head import HeadContext, Refusal, filter_trailers, rewrite_request_head
 from mtlskit.gateway.replies import REFUSALS, reply_bytes
+from mtlskit.gateway.watcher import QuietWatcher, ResponseWatcher
 
 __all__ = ["HTTPConnection"]
 
@@ -25,63 +26,13 @@ __all__ = ["HTTPConnection"]
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
-class _ResponseWatcher:
-    """Follows the workload's responses to log each one; never alters the bytes.
-
-    Without an access log nobody reads the body size: `_QuietWatcher` leaves out
-    `on_body`, and httptools then makes no Python call per body chunk.
-    """
-
-    __slots__ = ("body_bytes", "conn", "framed", "parser")
-
-    def __init__(self, conn: HTTPConnection) -> None:
-        self.conn = conn
-        self.parser: Any = httptools.HttpResponseParser(self)
-        self.body_bytes = 0
-        # The response under way has a length (or chunks) of its own, so an upstream EOF
-        # before its end is an abort; without one, EOF is how it ends.
-        self.framed = True
-
-    def feed(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.conn.response_upgrade()
-        except httptools.HttpParserError:
-            self.conn.response_unparsable()
-
-    def on_body(self, body: bytes) -> None:
-        self.body_bytes += len(body)
-
-    def on_headers_complete(self) -> None:
-        self.framed = self.parser.should_keep_alive()
-        requests = self.conn.requests
-        if requests and requests[0][0] == b"HEAD":
-            # A HEAD response has no body whatever its Content-Length says; httptools
-            # cannot be told, so finish the message here and start a fresh parser.
-            status = self.parser.get_status_code()
-            self.parser = httptools.HttpResponseParser(self)
-            self.conn.response_done(status, 0)
-
-    def on_message_complete(self) -> None:
-        size, self.body_bytes = self.body_bytes, 0
-        self.conn.response_done(self.parser.get_status_code(), size)
-
-
-class _QuietWatcher(_ResponseWatcher):
-    """A watcher that does not count body bytes (no access log)."""
-
-    __slots__ = ()
-    on_body = None  # type: ignore[assignment]
-
-
 class HTTPConnection(Connection):
     """One client's HTTP/1.1 connection through the gateway."""
 
     def on_begin(self) -> None:
         self.parser: Any = httptools.HttpRequestParser(self)
-        watcher = _ResponseWatcher if self.ctx.config.access_log else _QuietWatcher
-        self.watcher: _ResponseWatcher | None = watcher(self)
+        watcher = ResponseWatcher if self.ctx.config.access_log else QuietWatcher
+        self.watcher: ResponseWatcher | None = watcher(self)
         # Fixed per connection: who the client is never changes on a connection.
         self.head_ctx = HeadContext(
             self.state.stripped_headers, self.client_ip.encode(), self.header_block

@@ -31,7 +31,6 @@ READ_SIZE: Final = 65536
 RECORD: Final = 16384  # the largest TLS plaintext record
 # Above this many unsent bytes the protocol is told to pause (asyncio's default too).
 HIGH_WATER: Final = 64 * 1024
-LOW_WATER: Final = 16 * 1024
 # How long a closed connection keeps reading what the peer still sends (nginx: lingering_time).
 LINGER_SECONDS: Final = 2.0
 
@@ -260,12 +259,8 @@ class TLSStream:
             self._want_write()
             self._check_high()
 
-    def get_write_buffer_size(self) -> int:
-        """Bytes accepted but not yet sent."""
-        return sum(len(b) for b in self._buffer)
-
     def _check_high(self) -> None:
-        if not self._protocol_paused and self.get_write_buffer_size() > HIGH_WATER:
+        if not self._protocol_paused and sum(map(len, self._buffer)) > HIGH_WATER:
             self._protocol_paused = True
             self.protocol.pause_writing()
 
@@ -317,17 +312,9 @@ class TLSStream:
             self._buffer.clear()
             self._finish(None)
 
-    def is_closing(self) -> bool:
-        """True once close() or abort() was called, or the connection was lost."""
-        return self._state != _OPEN
-
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """The few transport facts connections ask for: peername, socket."""
-        if name == "peername":
-            return self.peer
-        if name == "socket":
-            return self.sock
-        return default
+        """The one transport fact connections ask for: peername."""
+        return self.peer if name == "peername" else default
 
     def _shutdown(self) -> None:
         try:
@@ -365,11 +352,6 @@ class TLSStream:
         """Called by the gateway's sweeper: end a linger that outlived its deadline."""
         if self._state == _LINGER and now > self._linger_until:
             self._finish(None)
-
-    @property
-    def lingering(self) -> bool:
-        """True while the stream waits for the peer to close after our close."""
-        return self._state == _LINGER
 
     def _lost(self, exc: BaseException | None) -> None:
         self._buffer.clear()
