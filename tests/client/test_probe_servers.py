@@ -189,11 +189,11 @@ def test_client_from_another_ca_is_unknown_ca_and_preflight_says_why(
 def test_client_sending_only_its_leaf_is_told_to_send_the_chain(
     certs: dict[str, Path], probe_json: Any
 ) -> None:
+    leaf_only: list[str | Path] = ["--cert", certs["alice.crt"], "--key", certs["alice.key"]]
     with _server(certs) as port:
         code, data = probe_json(
-            f"127.0.0.1:{port}", "--ca", certs["root.crt"], "--servername", "localhost",
-            "--cert", certs["alice.crt"], "--key", certs["alice.key"],
-        )  # fmt: skip
+            f"127.0.0.1:{port}", "--ca", certs["root.crt"], "--servername", "localhost", *leaf_only
+        )
     assert code == 1 and data["code"] == "client_cert_unknown_ca", data
     assert data["preflight"]["intermediate_included"] is False
     assert "was not sent with the leaf" in data["preflight"]["problems"][0]

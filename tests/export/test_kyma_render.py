@@ -6,6 +6,7 @@ import base64
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -36,13 +37,24 @@ def _normalise(text: str) -> str:
     return _B64_LINE.sub(r"\1<base64>", text)
 
 
+def _render_argv(
+    config: Path, namespace: str, *more: str | Path, domain: str = "mtls.example.com"
+) -> list[str | Path]:
+    """`mtlskit kyma render` of config into namespace, for kyma_cli."""
+    head: list[str | Path] = ["kyma", "render", "--config", config, "--domain", domain]
+    return [*head, "--namespace", namespace, *more]
+
+
 def _render(demo: Demo, policy: str, **options: object):
     toml = write_gateway_toml(demo.dir, policy=policy)
     config = load_gateway_config(read_toml(toml), base_dir=toml.parent)
-    opts = KymaOptions(
-        **{"domain": "mtls.example.com", "namespace": "shop", "service": "orders",
-           "service_port": 8080, **options}  # type: ignore[arg-type]
-    )  # fmt: skip
+    settings: dict[str, Any] = {
+        "domain": "mtls.example.com",
+        "namespace": "shop",
+        "service": "orders",
+        "service_port": 8080,
+    }
+    opts = KymaOptions(**(settings | options))
     inputs = KymaInputs(demo.client_ca.read_bytes(), demo.cert.read_bytes(), demo.key.read_bytes())
     return config, render_kyma(config, opts, inputs)
 
@@ -102,10 +114,7 @@ def test_the_validator_can_fail() -> None:
 
 def test_demo_setup_via_the_cli(demo: Demo, kyma_cli, tmp_path: Path) -> None:
     out = tmp_path / "kyma.yaml"
-    result = kyma_cli(
-        "kyma", "render", "--config", demo.toml, "--domain", "mtls.example.com",
-        "--namespace", "demo", "--service", "echo:8080", "--out", out,
-    )  # fmt: skip
+    result = kyma_cli(*_render_argv(demo.toml, "demo", "--service", "echo:8080", "--out", out))
     assert result.code == 0, result.err
     docs = list(yaml.safe_load_all(out.read_text()))
     by_kind = {d["kind"]: d for d in docs}
@@ -132,8 +141,7 @@ def test_demo_setup_via_the_cli(demo: Demo, kyma_cli, tmp_path: Path) -> None:
 
 def test_render_into_a_directory_one_file_per_object(demo: Demo, kyma_cli, tmp_path) -> None:
     out = tmp_path / "manifests"
-    argv = ["kyma", "render", "--config", demo.toml, "--domain", "mtls.example.com",
-            "--namespace", "demo", "--service", "echo:8080", "--out", out]  # fmt: skip
+    argv = _render_argv(demo.toml, "demo", "--service", "echo:8080", "--out", out)
     assert kyma_cli(*argv).code == 0
     names = sorted(p.name for p in out.iterdir())
     assert names[0] == "00-warnings.txt"
@@ -227,26 +235,23 @@ def test_bad_options_name_the_flag(demo: Demo, option: str, value: object) -> No
 
 def test_tcp_mode_cannot_become_an_apirule(demo: Demo, kyma_cli) -> None:
     write_gateway_toml(demo.dir, policy="allow_all = true", upstream="tcp://db:5432")
-    result = kyma_cli("kyma", "render", "--config", demo.toml, "--domain", "mtls.example.com",
-                      "--namespace", "demo")  # fmt: skip
+    result = kyma_cli(*_render_argv(demo.toml, "demo"))
     assert result.code == 2 and "tcp" in result.err
 
 
 def test_service_defaults_to_a_named_upstream(demo: Demo, kyma_cli) -> None:
     write_gateway_toml(demo.dir, policy="allow_all = true", upstream="http://orders.shop:9000")
-    result = kyma_cli("kyma", "render", "--config", demo.toml, "--domain", "mtls.example.com",
-                      "--namespace", "shop")  # fmt: skip
+    result = kyma_cli(*_render_argv(demo.toml, "shop"))
     assert result.code == 0, result.err
     rule = next(d for d in yaml.safe_load_all(result.out) if d and d["kind"] == "APIRule")
     assert rule["spec"]["service"] == {"name": "orders", "port": 9000}
-    local = kyma_cli("kyma", "render", "--config", demo.toml.parent / "missing.toml",
-                     "--domain", "x.example.com", "--namespace", "shop")  # fmt: skip
+    missing = demo.toml.parent / "missing.toml"
+    local = kyma_cli(*_render_argv(missing, "shop", domain="x.example.com"))
     assert local.code == 2 and "no such file" in local.err
 
 
 def test_an_ip_upstream_needs_service(demo: Demo, kyma_cli) -> None:
-    result = kyma_cli("kyma", "render", "--config", demo.toml, "--domain", "mtls.example.com",
-                      "--namespace", "shop")  # fmt: skip
+    result = kyma_cli(*_render_argv(demo.toml, "shop"))
     assert result.code == 2 and "--service NAME:PORT" in result.err
 
 

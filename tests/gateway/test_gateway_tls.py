@@ -222,10 +222,9 @@ def test_a_refusal_names_an_expired_intermediate(
     )
     config = gateway_config(pki, echo.url, tls={"client_ca": str(tmp_path / "root.crt")})
     with running_gateway(config) as gw:
-        r = curl(
-            "--cacert", pki["root.crt"], "--cert", tmp_path / "dave.chain.pem",
-            "--key", tmp_path / "dave.key", gw.url + "/",
-        )  # fmt: skip
+        dave: list[str | Path] = ["--cert", tmp_path / "dave.chain.pem"]
+        dave += ["--key", tmp_path / "dave.key"]
+        r = curl("--cacert", pki["root.crt"], *dave, gw.url + "/")
         assert r.returncode != 0 and "certificate expired" in r.stderr
         line = gw.wait_for_log("handshake_failed")
     assert "code=expired" in line
@@ -252,25 +251,20 @@ def test_a_ticket_count_pyopenssl_cannot_set_is_refused_at_start(run_cli, pki: P
 
 def test_min_version_13_refuses_tls12(pki: PKI, echo: EchoServer) -> None:
     with running_gateway(gateway_config(pki, echo.url, tls={"min_version": "1.3"})) as gw:
-        r = curl(
-            "--cacert", pki["root.crt"], "--cert", pki["alice.chain.pem"], "--key",
-            pki["alice.key"], "--tls-max", "1.2", gw.url + "/",
-        )  # fmt: skip
+        trust: list[str | Path] = ["--cacert", pki["root.crt"]]
+        alice: list[str | Path] = ["--cert", pki["alice.chain.pem"], "--key", pki["alice.key"]]
+        r = curl(*trust, *alice, "--tls-max", "1.2", gw.url + "/")
         assert r.returncode != 0
         assert "code=tls_version" in gw.wait_for_log("handshake_failed")
-        ok = curl(
-            "--cacert", pki["root.crt"], "--cert", pki["alice.chain.pem"], "--key",
-            pki["alice.key"], gw.url + "/",
-        )  # fmt: skip
+        ok = curl(*trust, *alice, gw.url + "/")
         assert ok.returncode == 0, ok.stderr
 
 
 def _alpn(port: int, pki: PKI, offer: str) -> str:
-    r = openssl(
-        "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
-        "-cert", pki["alice.crt"], "-key", pki["alice.key"], "-cert_chain",
-        pki["intermediate.crt"], "-CAfile", pki["root.crt"], "-alpn", offer, stdin="",
-    )  # fmt: skip
+    target = ["-connect", f"127.0.0.1:{port}", "-servername", "localhost"]
+    alice: list[str | Path] = ["-cert", pki["alice.crt"], "-key", pki["alice.key"]]
+    alice += ["-cert_chain", pki["intermediate.crt"]]
+    r = openssl("s_client", *target, *alice, "-CAfile", pki["root.crt"], "-alpn", offer, stdin="")
     for line in r.stdout.splitlines():
         if line.startswith(("ALPN protocol:", "No ALPN negotiated")):
             return line

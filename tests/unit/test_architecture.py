@@ -64,6 +64,7 @@ PURE = [
     "gateway/access.py",
     "gateway/replies.py",
     "client/trace.py",
+    "client/observed.py",
     "client/render.py",
     "acme/renewal.py",
     "client/codes.py",
@@ -74,6 +75,9 @@ PURE = [
     "export/check.py",
     "export/render.py",
     "export/_certs.py",
+    "export/istio.py",
+    "export/_manifest.py",
+    "export/_objects.py",
 ]
 
 

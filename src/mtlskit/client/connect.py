@@ -18,6 +18,7 @@ from typing import Any
 from cryptography import x509
 
 from mtlskit.client.events import Recorder
+from mtlskit.client.observed import Handshake
 from mtlskit.client.tlswire import WireError, certificate_list
 from mtlskit.errors import ConfigError
 from mtlskit.pki.files import PRIVATE, OutputFile, read_file, write_files
@@ -118,18 +119,17 @@ def identity_context(identity: ClientIdentity | None, **kwargs: object) -> Itera
         yield client_context(cert=cert_path, key=key_path, **kwargs)  # type: ignore[arg-type]
 
 
-@dataclass
-class Attempt:
-    """One connection: what was recorded and seen. `sock` is open only when established."""
+# Keyword-only: the Handshake fields come first and all have defaults, so a positional
+# Attempt(recorder) would land in `connect`.
+@dataclass(kw_only=True)
+class Attempt(Handshake):
+    """One connection: the Handshake facts, what was recorded, and the live socket.
+
+    `sock` is open only when established. probe and request copy the Handshake part into
+    the Observation that client.trace reads.
+    """
 
     recorder: Recorder
-    connect: str = "ok"
-    handshake_error: str = ""
-    handshake_timeout: bool = False
-    established: bool = False
-    after: str = "not_read"
-    tls_version: str = ""
-    cipher: str = ""
     alpn: str | None = None
     peer_leaf: bytes | None = None
     sock: ssl.SSLSocket | None = None
@@ -137,8 +137,11 @@ class Attempt:
 
     def tls_json(self) -> dict[str, Any]:
         """What was negotiated, for --json."""
-        return {"version": self.tls_version or None, "cipher": self.cipher or None,
-                "alpn": self.alpn}  # fmt: skip
+        return {
+            "version": self.tls_version or None,
+            "cipher": self.cipher or None,
+            "alpn": self.alpn,
+        }
 
     def events_json(self) -> list[dict[str, Any]]:
         """The recorded handshake events, for --json."""
@@ -175,7 +178,7 @@ def connect(
     The read stops at a server alert, a session ticket (the server accepted us), data, EOF,
     or after `settle` seconds of quiet.
     """
-    attempt = Attempt(Recorder())
+    attempt = Attempt(recorder=Recorder())
     attempt.recorder.attach(ctx)
     try:
         raw = socket.create_connection((host, port), timeout=timeout)

@@ -1,17 +1,20 @@
-"""Recorded TLS events -> the seed's nine mTLS steps and one outcome code (pure, no I/O)."""
+"""Recorded TLS events -> the seed's nine mTLS steps and one outcome code (pure, no I/O).
+
+The values read here (Event, Observation) live in client.observed and are re-exported.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mtlskit.client.codes import FAILURES, server_failure_code
+from mtlskit.client.observed import Event, Observation, Seen, Sender
 from mtlskit.client.tlswire import ALERTS
 
 __all__ = ["TLS13_NOTE", "Event", "Observation", "Sender", "Step", "Trace", "walk"]
 
-Sender = Literal["client", "server"]
 Status = Literal["ok", "failed", "skipped", "not_reached"]
 
 TLS13_NOTE = (
@@ -47,90 +50,6 @@ _NOT_TLS = {
     "RECORD_LAYER_FAILURE",
 }
 _VERSION = {"UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "TLSV1_ALERT_PROTOCOL_VERSION"}
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One handshake message or alert as the TLS library reported it.
-
-    Attributes:
-        sender: who sent it.
-        kind: "handshake" or "alert".
-        name: the message type ("ClientHello") or alert description ("unknown_ca").
-        version: the TLS version the library reported with it ("TLSv1.3").
-        code: the alert number (0 for handshake messages).
-        count: certificates in a Certificate message, CA names in a CertificateRequest.
-    """
-
-    sender: Sender
-    kind: Literal["handshake", "alert"]
-    name: str
-    version: str = ""
-    code: int = 0
-    count: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """A plain dict (the recorded-event format of the tests and of --json)."""
-        out: dict[str, Any] = {"sender": self.sender, "kind": self.kind, "name": self.name}
-        out["version"] = self.version
-        if self.kind == "alert":
-            out["code"] = self.code
-        if self.count is not None:
-            out["count"] = self.count
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Event:
-        """Inverse of to_json."""
-        return cls(
-            data["sender"],
-            data["kind"],
-            data["name"],
-            data.get("version", ""),
-            int(data.get("code", 0)),
-            data.get("count"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What the network code saw besides the events (all plain values).
-
-    Attributes:
-        connect: "ok", "refused", "timeout" (TCP) or "unreachable".
-        handshake_error: OpenSSL's reason for a failed handshake ("WRONG_VERSION_NUMBER"),
-            "EOF" when the peer hung up, "" when the handshake completed.
-        handshake_timeout: the handshake did not finish in time.
-        established: the client finished its side of the handshake.
-        after: what the first read after the handshake found: "accepted" (session ticket or
-            data), "quiet" (nothing before the deadline), "alert", "closed" or "not_read".
-        tls_version, cipher, servername: as negotiated / asked.
-        server_reason: the trust module's reason code for the server chain ("" unchecked).
-        server_explanation: its explanation.
-        chain_complete: the server sent every certificate up to a root we trust.
-        server_chain: subjects of the server's certificates as sent.
-        client_chain: subjects of the client certificates we offered.
-        preflight_cause: the most likely local cause if the server rejects the client.
-        http_status: the HTTP status of a request (0 for none).
-        http_reason: the body line of a 403 ("403 Forbidden: <reason>").
-    """
-
-    connect: str = "ok"
-    handshake_error: str = ""
-    handshake_timeout: bool = False
-    established: bool = False
-    after: str = "not_read"
-    tls_version: str = ""
-    cipher: str = ""
-    servername: str = ""
-    server_reason: str = ""
-    server_explanation: str = ""
-    chain_complete: bool | None = None
-    server_chain: tuple[str, ...] = ()
-    client_chain: tuple[str, ...] = ()
-    preflight_cause: str = ""
-    http_status: int = 0
-    http_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,45 +102,13 @@ class Trace:
         }
 
 
-class _Seen:
-    """Questions about a recorded event list."""
-
-    def __init__(self, events: Sequence[Event]) -> None:
-        self.events = list(events)
-
-    def first(self, sender: Sender, name: str) -> Event | None:
-        return next(
-            (
-                e
-                for e in self.events
-                if e.sender == sender and e.kind == "handshake" and e.name == name
-            ),
-            None,
-        )
-
-    def has(self, sender: Sender, name: str) -> bool:
-        return self.first(sender, name) is not None
-
-    def alert(self, sender: Sender) -> Event | None:
-        return next(
-            (e for e in self.events if e.sender == sender and e.kind == "alert" and e.code != 0),
-            None,
-        )
-
-    def index(self, sender: Sender, name: str) -> int:
-        for i, e in enumerate(self.events):
-            if e.sender == sender and e.kind == "handshake" and e.name == name:
-                return i
-        return -1
-
-
 def _alert_text(e: Event) -> str:
     return f"alert {e.code} {ALERTS.get(e.code, e.name)}"
 
 
 def outcome(events: Sequence[Event], obs: Observation) -> tuple[str, str]:
     """The outcome code and the specific detail behind it."""
-    seen = _Seen(events)
+    seen = Seen(events)
     if obs.connect == "refused":
         return "connection_refused", "TCP connection refused"
     if obs.connect in {"timeout", "unreachable"} or obs.handshake_timeout:
@@ -230,8 +117,9 @@ def outcome(events: Sequence[Event], obs: Observation) -> tuple[str, str]:
     sent, got = seen.alert("client"), seen.alert("server")
     if (got and got.code == 70) or (sent and sent.code == 70) or obs.handshake_error in _VERSION:
         return "protocol_version_mismatch", obs.handshake_error or "alert 70 protocol_version"
-    server_spoke = any(e.sender == "server" for e in events)
-    if not server_spoke and (obs.handshake_error in _NOT_TLS or obs.handshake_error == "EOF"):
+    if not seen.server_spoke() and (
+        obs.handshake_error in _NOT_TLS or obs.handshake_error == "EOF"
+    ):
         why = "closed without answering" if obs.handshake_error == "EOF" else "answered"
         return "not_tls", f"the server {why} the ClientHello ({obs.handshake_error})"
     if obs.server_reason and obs.server_reason != "ok":
@@ -239,7 +127,7 @@ def outcome(events: Sequence[Event], obs: Observation) -> tuple[str, str]:
         return code, obs.server_explanation or obs.server_reason
     if got is not None:
         alert_code = _CLIENT_ALERTS.get(got.code)
-        no_cert = _client_cert_count(seen) == 0
+        no_cert = seen.client_cert_count() == 0
         if got.code == 40 and no_cert and seen.has("server", "CertificateRequest"):
             alert_code = "client_cert_required"  # TLS 1.2 servers say handshake_failure
         if alert_code == "client_cert_required" and not no_cert:
@@ -256,26 +144,21 @@ def outcome(events: Sequence[Event], obs: Observation) -> tuple[str, str]:
     return "ok", ""
 
 
-def _tls13(seen: _Seen, obs: Observation) -> bool:
+def _tls13(seen: Seen, obs: Observation) -> bool:
     if obs.tls_version:
         return obs.tls_version == "TLSv1.3"
     hello = seen.first("server", "ServerHello")
     return hello is not None and hello.version == "TLSv1.3"
 
 
-def _client_cert_count(seen: _Seen) -> int:
-    e = seen.first("client", "Certificate")
-    return e.count or 0 if e is not None else 0
-
-
-def _steps(seen: _Seen, obs: Observation, code: str, detail: str) -> list[Step]:
+def _steps(seen: Seen, obs: Observation, code: str, detail: str) -> list[Step]:
     tls13 = _tls13(seen, obs)
     failed_at = FAILURES[code].step if code != "ok" else 0
     hello = seen.has("client", "ClientHello")
     sh = seen.first("server", "ServerHello")
     cert = seen.first("server", "Certificate")
     cr = seen.first("server", "CertificateRequest")
-    n_client = _client_cert_count(seen)
+    n_client = seen.client_cert_count()
     rows: list[tuple[Status, str]] = []
 
     name = f", SNI {obs.servername}" if obs.servername else ""
@@ -290,7 +173,7 @@ def _steps(seen: _Seen, obs: Observation, code: str, detail: str) -> list[Step]:
         rows.append(
             ("ok", "ServerKeyExchange received: signature over both randoms and the ECDHE key")
         )
-    elif server_spoke(seen) and code in {"handshake_failed", "protocol_version_mismatch"}:
+    elif seen.server_spoke() and code in {"handshake_failed", "protocol_version_mismatch"}:
         rows.append(("failed", detail))
     else:
         rows.append(("not_reached", "no server signature seen"))
@@ -356,13 +239,8 @@ def _steps(seen: _Seen, obs: Observation, code: str, detail: str) -> list[Step]:
     return [Step(i + 1, TITLES[i], s, d) for i, (s, d) in enumerate(rows)]
 
 
-def server_spoke(seen: _Seen) -> bool:
-    """True when any server message or alert was recorded."""
-    return any(e.sender == "server" for e in seen.events)
-
-
 def _step7(
-    seen: _Seen, obs: Observation, code: str, detail: str, asked: bool, tls13: bool
+    seen: Seen, obs: Observation, code: str, detail: str, asked: bool, tls13: bool
 ) -> tuple[Status, str]:
     when = " (TLS 1.3: the verdict comes after the client's Finished, on the first read)"
     if FAILURES[code].step in {6, 7} and code.startswith("client_cert"):
@@ -375,7 +253,7 @@ def _step7(
             else ("not_reached", "not reached")
         )
     if obs.established and obs.after in {"accepted", "quiet", "not_read"}:
-        sent = _client_cert_count(seen) > 0
+        sent = seen.client_cert_count() > 0
         what = "accepted the client certificate" if sent else "let the client in without one"
         proof = {
             "accepted": "session ticket or data received",
@@ -386,7 +264,7 @@ def _step7(
     return "not_reached", "not reached"
 
 
-def _step8(seen: _Seen, obs: Observation, code: str, tls13: bool) -> tuple[Status, str]:
+def _step8(seen: Seen, obs: Observation, code: str, tls13: bool) -> tuple[Status, str]:
     if code.startswith("client_cert") or not obs.established:
         return "not_reached", "the server did not finish"
     if tls13:
@@ -411,11 +289,12 @@ def walk(events: Sequence[Event], obs: Observation) -> Trace:
     """
     code, detail = outcome(events, obs)
     failure = FAILURES[code]
-    steps = _steps(_Seen(events), obs, code, detail)
+    seen = Seen(events)
+    steps = _steps(seen, obs, code, detail)
     explanation = failure.meaning + (f": {detail}" if detail else "")
     if code in ("client_cert_bad", "client_cert_unknown_ca") and obs.preflight_cause:
         explanation += f"; most likely: {obs.preflight_cause}"
-    tls13 = _tls13(_Seen(events), obs)
+    tls13 = _tls13(seen, obs)
     return Trace(
         steps=tuple(steps),
         code=code,

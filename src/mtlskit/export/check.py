@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -13,10 +11,19 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mtlskit.errors import CertificateLoadError
 from mtlskit.export._certs import dns_covers, is_ca
-from mtlskit.export.kyma import INGRESS_NAMESPACE
-from mtlskit.pki.pem import load_certificates
+from mtlskit.export._objects import (
+    CA_KEYS,
+    SERVER_KEYS,
+    Obj,
+    first,
+    items,
+    mutual_servers,
+    objects,
+    read_certs,
+    secret_data,
+)
+from mtlskit.export.istio import INGRESS_NAMESPACE
 
 __all__ = ["CODES", "Finding", "check_manifests"]
 
@@ -29,7 +36,6 @@ CODES: Final = {
     "old-path-syntax": "an APIRule path uses the old '/*' or '/.*' syntax",
     "host-without-port": "an AuthorizationPolicy lists a host but not its 'host:*' form",
 }
-_MUTUAL: Final = ("MUTUAL", "OPTIONAL_MUTUAL")
 # Istio matches hosts/notHosts against the Host header with its port, and its gateways keep
 # the port (ISTIO_GATEWAY_STRIP_HOST_PORT is off by default, istio/istio#25350). What a rule
 # listing only `name` then does with `Host: name:443`, by action and field:
@@ -43,8 +49,6 @@ _PORT_MISSED: Final = {
     ("DENY", "notHosts"): "is not excluded by notHosts, so this DENY rule refuses it",
 }
 _WITH_PORT: Final = re.compile(r":(?:[0-9]+|\*)$")
-_SERVER_KEYS: Final = ("tls.crt", "cert")
-_CA_KEYS: Final = ("ca.crt", "cacert")
 _BRACES: Final = re.compile(r"\{\*\*?\}")
 
 
@@ -69,76 +73,10 @@ class Finding:
     fix: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Obj:
-    source: str
-    kind: str
-    namespace: str
-    name: str
-    doc: Mapping[str, Any]
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
-
-
-def _objects(manifests: Sequence[tuple[str, Any]]) -> Iterator[_Obj]:
-    for source, doc in manifests:
-        if not isinstance(doc, Mapping):
-            continue
-        if doc.get("kind") == "List":
-            yield from _objects([(source, item) for item in doc.get("items") or []])
-            continue
-        meta = doc.get("metadata") or {}
-        if not isinstance(meta, Mapping):
-            meta = {}
-        yield _Obj(
-            source,
-            str(doc.get("kind", "")),
-            str(meta.get("namespace") or "default"),
-            str(meta.get("name", "")),
-            doc,
-        )
-
-
-def _secret_data(obj: _Obj) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for key, value in (obj.doc.get("data") or {}).items():
-        try:
-            out[str(key)] = base64.b64decode(str(value), validate=True)
-        except (binascii.Error, ValueError):
-            out[str(key)] = b""  # unreadable: the checks below then report "no certificate"
-    for key, value in (obj.doc.get("stringData") or {}).items():
-        out[str(key)] = str(value).encode()
-    return out
-
-
-def _certs(data: bytes) -> list[x509.Certificate]:
-    try:
-        return load_certificates(data) if data else []
-    except CertificateLoadError:
-        return []
-
-
-def _first(data: Mapping[str, bytes], keys: Sequence[str]) -> tuple[str, bytes] | None:
-    for key in keys:
-        if key in data:
-            return key, data[key]
-    return None
-
-
-def _mutual_servers(gateway: _Obj) -> Iterator[tuple[str, list[str]]]:
-    for server in (gateway.doc.get("spec") or {}).get("servers") or []:
-        tls = server.get("tls") or {}
-        if tls.get("mode") in _MUTUAL and tls.get("credentialName"):
-            hosts = [str(h).rpartition("/")[2] for h in server.get("hosts") or []]
-            yield str(tls["credentialName"]), hosts
-
-
-def _ca_in_server_secret(secrets: list[_Obj]) -> Iterator[Finding]:
+def _ca_in_server_secret(secrets: list[Obj]) -> Iterator[Finding]:
     for obj in secrets:
-        data = _secret_data(obj)
-        server, ca = _first(data, _SERVER_KEYS), _first(data, _CA_KEYS)
+        data = secret_data(obj)
+        server, ca = first(data, SERVER_KEYS), first(data, CA_KEYS)
         if server is None or ca is None:
             continue
         yield Finding(
@@ -153,14 +91,14 @@ def _ca_in_server_secret(secrets: list[_Obj]) -> Iterator[Finding]:
         )
 
 
-def _missing_cacert(gateways: list[_Obj], secrets: list[_Obj]) -> Iterator[Finding]:
-    by_name: dict[str, list[_Obj]] = {}
+def _missing_cacert(gateways: list[Obj], secrets: list[Obj]) -> Iterator[Finding]:
+    by_name: dict[str, list[Obj]] = {}
     for s in secrets:
         by_name.setdefault(s.name, []).append(s)
     for gw in gateways:
-        for credential, _hosts in _mutual_servers(gw):
+        for credential, _hosts in mutual_servers(gw):
             server = [s for s in by_name.get(credential, []) if s.namespace == INGRESS_NAMESPACE]
-            if any(_first(_secret_data(s), _CA_KEYS) for s in server):
+            if any(first(secret_data(s), CA_KEYS) for s in server):
                 continue  # reported as ca-in-server-secret
             found = by_name.get(f"{credential}-cacert", [])
             if any(s.namespace == INGRESS_NAMESPACE for s in found):
@@ -180,15 +118,15 @@ def _missing_cacert(gateways: list[_Obj], secrets: list[_Obj]) -> Iterator[Findi
             )
 
 
-def _client_cas(secrets: list[_Obj]) -> Iterator[tuple[_Obj, list[x509.Certificate]]]:
+def _client_cas(secrets: list[Obj]) -> Iterator[tuple[Obj, list[x509.Certificate]]]:
     for obj in secrets:
         if not obj.name.endswith("-cacert"):
             continue
-        found = _first(_secret_data(obj), _CA_KEYS)
-        yield obj, _certs(found[1]) if found else []
+        found = first(secret_data(obj), CA_KEYS)
+        yield obj, read_certs(found[1]) if found else []
 
 
-def _cacert_not_ca(cas: list[tuple[_Obj, list[x509.Certificate]]]) -> Iterator[Finding]:
+def _cacert_not_ca(cas: list[tuple[Obj, list[x509.Certificate]]]) -> Iterator[Finding]:
     fix = "put the root (or issuing) CA of your client certificates under the key cacert"
     for obj, certs in cas:
         if not certs:
@@ -232,7 +170,7 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 
 def _client_ca_serverauth(
-    cas: list[tuple[_Obj, list[x509.Certificate]]], secrets: list[_Obj]
+    cas: list[tuple[Obj, list[x509.Certificate]]], secrets: list[Obj]
 ) -> Iterator[Finding]:
     server_eku = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE)
     why = (
@@ -241,9 +179,9 @@ def _client_ca_serverauth(
     )
     chains = []
     for s in secrets:
-        found = _first(_secret_data(s), _SERVER_KEYS)
+        found = first(secret_data(s), SERVER_KEYS)
         if found:
-            chains.append((s, _certs(found[1])))
+            chains.append((s, read_certs(found[1])))
     for obj, certs in cas:
         for ca in certs:
             subject = ca.subject.rfc4514_string()
@@ -271,7 +209,7 @@ def _client_ca_serverauth(
                     )
 
 
-def _names_for(credential: str, objs: list[_Obj]) -> list[str] | None:
+def _names_for(credential: str, objs: list[Obj]) -> list[str] | None:
     names: list[str] = []
     seen = False
     for obj in objs:
@@ -281,8 +219,8 @@ def _names_for(credential: str, objs: list[_Obj]) -> list[str] | None:
             names += [str(spec["commonName"])] if spec.get("commonName") else []
             names += [str(n) for n in spec.get("dnsNames") or []]
         elif obj.kind == "Secret" and obj.name == credential:
-            found = _first(_secret_data(obj), _SERVER_KEYS)
-            chain = _certs(found[1]) if found else []
+            found = first(secret_data(obj), SERVER_KEYS)
+            chain = read_certs(found[1]) if found else []
             if chain:
                 seen = True
                 try:
@@ -293,10 +231,10 @@ def _names_for(credential: str, objs: list[_Obj]) -> list[str] | None:
     return names if seen else None
 
 
-def _host_not_covered(objs: list[_Obj]) -> Iterator[Finding]:
+def _host_not_covered(objs: list[Obj]) -> Iterator[Finding]:
     gateways = [o for o in objs if o.kind == "Gateway"]
     for gw in gateways:
-        for credential, hosts in _mutual_servers(gw):
+        for credential, hosts in mutual_servers(gw):
             names = _names_for(credential, objs)
             if names is None:
                 continue  # the certificate is not in these files: nothing to compare
@@ -329,7 +267,7 @@ def _suggest(path: str) -> str:
     return re.sub(r"(?<!\{)\*(?!\*?\})", "{*}", fixed.replace(".*", "*"))
 
 
-def _old_paths(apirules: list[_Obj]) -> Iterator[Finding]:
+def _old_paths(apirules: list[Obj]) -> Iterator[Finding]:
     for obj in apirules:
         version = str(obj.doc.get("apiVersion", "")).rpartition("/")[2]
         for rule in (obj.doc.get("spec") or {}).get("rules") or []:
@@ -346,11 +284,6 @@ def _old_paths(apirules: list[_Obj]) -> Iterator[Finding]:
                 f"write {_suggest(path)!r}"
                 + (" and migrate to gateway.kyma-project.io/v2" if version == "v1beta1" else ""),
             )
-
-
-def _items(value: Any) -> list[Mapping[str, Any]]:
-    """The mappings in a YAML list; anything else (hand-written files vary) is skipped."""
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
 def _prefix(entry: str) -> bool:
@@ -372,10 +305,10 @@ def _misses_ports(entry: str, entries: Sequence[str]) -> bool:
     return not any(_prefix(e) and with_colon.startswith(e[:-1].lower()) for e in entries)
 
 
-def _host_lists(policy: _Obj) -> Iterator[tuple[str, str, list[str]]]:
+def _host_lists(policy: Obj) -> Iterator[tuple[str, str, list[str]]]:
     """(where, field, entries) for each hosts/notHosts list in the policy's rules."""
-    for i, rule in enumerate(_items((policy.doc.get("spec") or {}).get("rules"))):
-        for j, to in enumerate(_items(rule.get("to"))):
+    for i, rule in enumerate(items((policy.doc.get("spec") or {}).get("rules"))):
+        for j, to in enumerate(items(rule.get("to"))):
             operation = to.get("operation") or {}
             for key in ("hosts", "notHosts"):
                 listed = operation.get(key)
@@ -383,7 +316,7 @@ def _host_lists(policy: _Obj) -> Iterator[tuple[str, str, list[str]]]:
                     yield f"rules[{i}].to[{j}].operation.{key}", key, [str(e) for e in listed]
 
 
-def _host_without_port(policies: list[_Obj]) -> Iterator[Finding]:
+def _host_without_port(policies: list[Obj]) -> Iterator[Finding]:
     for obj in policies:
         action = str((obj.doc.get("spec") or {}).get("action") or "ALLOW")  # Istio's default
         for where, key, entries in _host_lists(obj):
@@ -422,7 +355,7 @@ def check_manifests(manifests: Sequence[tuple[str, Any]]) -> list[Finding]:
     Returns:
         Every finding, grouped by check; empty when the set is clean.
     """
-    objs = list(_objects(manifests))
+    objs = list(objects(manifests))
     secrets = [o for o in objs if o.kind == "Secret"]
     gateways = [o for o in objs if o.kind == "Gateway"]
     cas = list(_client_cas(secrets))

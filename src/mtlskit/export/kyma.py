@@ -1,10 +1,13 @@
-"""Kyma's "Configure an mTLS Gateway" as data: GatewayConfig + options -> manifests (pure)."""
+"""Kyma's "Configure an mTLS Gateway" as data: GatewayConfig + options -> manifests (pure).
+
+The Istio objects and what Istio cannot express come from export.istio; this module adds
+the Kyma and Gardener ones (APIRule, Certificate, DNSEntry) and the secrets.
+"""
 
 from __future__ import annotations
 
-import base64
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -13,12 +16,22 @@ from cryptography import x509
 from mtlskit.config import GatewayConfig
 from mtlskit.errors import CertificateLoadError, ExportError
 from mtlskit.export._certs import dns_covers, is_ca
+from mtlskit.export._manifest import ExportWarning, b64, meta
+from mtlskit.export.istio import (
+    INGRESS_NAMESPACE,
+    YAML_COMMENTS,
+    KeyPath,
+    authorization_policies,
+    gateway,
+    ingress_warnings,
+)
 from mtlskit.pki.pem import certs_to_pem, load_certificates
 
 __all__ = [
     "INGRESS_NAMESPACE",
     "YAML_COMMENTS",
     "ExportWarning",
+    "KeyPath",
     "KymaExport",
     "KymaInputs",
     "KymaOptions",
@@ -27,32 +40,9 @@ __all__ = [
     "render_kyma",
 ]
 
-# Istio reads credentialName secrets (and `<name>-cacert`) from the ingress gateway's namespace.
-INGRESS_NAMESPACE: Final = "istio-system"
-INGRESS_SELECTOR: Final = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
 _LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _DOMAIN: Final = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]{2,63}")
-_MIN_VERSION: Final = {"1.2": "TLSV1_2", "1.3": "TLSV1_3"}
 ServerCert = Literal["acme", "files"]
-# A key inside a manifest, from its root: mapping keys, None for every item of a list.
-KeyPath = tuple[str | None, ...]
-
-# Istio matches an AuthorizationPolicy's hosts against the Host header with its port, and its
-# gateways keep the port (ISTIO_GATEWAY_STRIP_HOST_PORT is off by default, istio/istio#25350):
-# `Host: name:443` is routed to `name` but matches no rule that lists only `name`
-# (istio/istio#44080). The YAML says so where a reader sees the doubled hosts.
-YAML_COMMENTS: Final[Mapping[str, tuple[tuple[KeyPath, tuple[str, ...]], ...]]] = {
-    "AuthorizationPolicy": (
-        (
-            ("spec", "rules", None, "to", None, "operation", "hosts"),
-            (
-                "name and name:*: Istio matches hosts against the Host header with its port",
-                "(Host: name:443) and does not strip the port by default; with the name alone,",
-                "a client outside the allow list gets past this rule by adding the port.",
-            ),
-        ),
-    ),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,41 +98,11 @@ class KymaInputs:
 
 
 @dataclass(frozen=True, slots=True)
-class ExportWarning:
-    """Something the cluster will do differently from the local gateway.
-
-    Attributes:
-        subject: what it is about, e.g. "policy.allow_ou = 'demo'".
-        what: what the rendered manifests do instead.
-        why: the reason.
-        fix: what the user can do.
-    """
-
-    subject: str
-    what: str
-    why: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.subject}: {self.what} ({self.why}); fix: {self.fix}"
-
-
-@dataclass(frozen=True, slots=True)
 class KymaExport:
     """The rendered manifests, in apply order, and every difference from the local gateway."""
 
     objects: tuple[dict[str, Any], ...]
     warnings: tuple[ExportWarning, ...]
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _meta(name: str, namespace: str, **labels: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": namespace}
-    meta["labels"] = {"app.kubernetes.io/managed-by": "mtlskit", **labels}
-    return meta
 
 
 def _check_options(opts: KymaOptions) -> None:
@@ -189,7 +149,7 @@ def _server_objects(
         return {
             "apiVersion": "cert.gardener.cloud/v1alpha1",
             "kind": "Certificate",
-            "metadata": _meta(opts.credential_name, INGRESS_NAMESPACE),
+            "metadata": meta(opts.credential_name, INGRESS_NAMESPACE),
             "spec": {
                 "secretName": opts.credential_name,
                 "commonName": wildcard,
@@ -223,31 +183,9 @@ def _server_objects(
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(opts.credential_name, INGRESS_NAMESPACE),
+        "metadata": meta(opts.credential_name, INGRESS_NAMESPACE),
         "type": "kubernetes.io/tls",
-        "data": {"tls.crt": _b64(inputs.server_chain_pem), "tls.key": _b64(inputs.server_key_pem)},
-    }
-
-
-def _gateway(config: GatewayConfig, opts: KymaOptions) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "Gateway",
-        "metadata": _meta(opts.gateway_name, opts.namespace),
-        "spec": {
-            "selector": dict(INGRESS_SELECTOR),
-            "servers": [
-                {
-                    "port": {"number": 443, "name": "mtls", "protocol": "HTTPS"},
-                    "tls": {
-                        "mode": "MUTUAL",
-                        "credentialName": opts.credential_name,
-                        "minProtocolVersion": _MIN_VERSION[config.tls.min_version],
-                    },
-                    "hosts": [f"*.{opts.domain}"],
-                }
-            ],
-        },
+        "data": {"tls.crt": b64(inputs.server_chain_pem), "tls.key": b64(inputs.server_key_pem)},
     }
 
 
@@ -262,7 +200,7 @@ def _apirule(config: GatewayConfig, opts: KymaOptions) -> dict[str, Any]:
     return {
         "apiVersion": "gateway.kyma-project.io/v2",
         "kind": "APIRule",
-        "metadata": _meta(opts.service, opts.namespace),
+        "metadata": meta(opts.service, opts.namespace),
         "spec": {
             "gateway": f"{opts.namespace}/{opts.gateway_name}",
             "hosts": [opts.fqdn],
@@ -270,102 +208,6 @@ def _apirule(config: GatewayConfig, opts: KymaOptions) -> dict[str, Any]:
             "rules": [rule],
         },
     }
-
-
-_UNEXPRESSED: Final = {
-    "allow_cn": "the subject CN",
-    "allow_ou": "the subject OU",
-    "allow_dns": "a DNS SAN",
-}
-
-
-def _principal(pattern: str) -> str | None:
-    """An exact spiffe:// URI as an Istio principal (Istio prepends spiffe:// itself)."""
-    if "*" in pattern or not pattern.lower().startswith("spiffe://"):
-        return None
-    return pattern[len("spiffe://") :]
-
-
-def _with_ports(hosts: Sequence[str]) -> list[str]:
-    """Each host as `name` and `name:*` (Istio prefix match: any port); see YAML_COMMENTS."""
-    return [form for host in hosts for form in (host, f"{host}:*")]
-
-
-def _authorization(
-    config: GatewayConfig, opts: KymaOptions, warnings: list[ExportWarning]
-) -> list[dict[str, Any]]:
-    policy = config.policy
-    if policy.allow_all:
-        return []  # MUTUAL already admits exactly the clients the CA verifies
-    principals: list[str] = []
-    denied: list[str] = []
-    for key, why in _UNEXPRESSED.items():
-        for value in getattr(policy, key):
-            denied.append(f"policy.{key} = {value!r}")
-            warnings.append(
-                ExportWarning(
-                    f"policy.{key} = {value!r}",
-                    "cannot be expressed in Istio; the rendered AuthorizationPolicy denies "
-                    "these clients at the ingress gateway",
-                    f"an AuthorizationPolicy matches a client certificate only by its SPIFFE "
-                    f"URI SAN (source.principals), never by {why}",
-                    "give these clients a spiffe:// URI SAN and allow it with allow_uri, or "
-                    "keep mtlskit gateway in the path to enforce this rule",
-                )
-            )
-    for pattern in policy.allow_uri:
-        principal = _principal(pattern)
-        if principal is not None:
-            principals.append(principal)
-            continue
-        denied.append(f"policy.allow_uri = {pattern!r}")
-        warnings.append(
-            ExportWarning(
-                f"policy.allow_uri = {pattern!r}",
-                "cannot be expressed exactly in Istio; the rendered AuthorizationPolicy "
-                "denies these clients at the ingress gateway",
-                "Istio principals are exact spiffe:// IDs with at most a leading or trailing "
-                "'*' matching any characters, not whole path segments",
-                "list the exact spiffe:// IDs in allow_uri, or keep mtlskit gateway in the path",
-            )
-        )
-    # DENY, not ALLOW: an ALLOW policy on the shared ingress gateway would deny every
-    # other host it serves. Deny this host to every client that no expressible rule admits,
-    # with and without a port in the Host header, or the port form slips past the DENY.
-    rule: dict[str, Any] = {}
-    if principals:
-        rule["from"] = [{"source": {"notPrincipals": principals}}]
-    rule["to"] = [{"operation": {"hosts": _with_ports([opts.fqdn])}}]
-    meta = _meta(f"{opts.gateway_name}-{opts.service}-clients", INGRESS_NAMESPACE)
-    if denied:
-        meta["annotations"] = {"mtlskit.dev/rules-not-expressed": "; ".join(denied)}
-    return [
-        {
-            "apiVersion": "security.istio.io/v1",
-            "kind": "AuthorizationPolicy",
-            "metadata": meta,
-            "spec": {
-                "selector": {"matchLabels": dict(INGRESS_SELECTOR)},
-                "action": "DENY",
-                "rules": [rule],
-            },
-        }
-    ]
-
-
-def _identity_warnings(config: GatewayConfig) -> list[ExportWarning]:
-    if "client-cert" not in config.identity_headers:
-        return []
-    return [
-        ExportWarning(
-            "identity_headers = client-cert",
-            "no RFC 9440 Client-Cert header is sent on Kyma",
-            "Istio's ingress gateway (Envoy) cannot emit Client-Cert; it sets "
-            "x-forwarded-client-cert (SANITIZE_SET)",
-            "read x-forwarded-client-cert, or add a [headers] entry with "
-            "%DOWNSTREAM_PEER_CERT% (URL-encoded PEM)",
-        )
-    ]
 
 
 def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs) -> KymaExport:
@@ -393,14 +235,14 @@ def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs)
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": _meta(f"{options.credential_name}-cacert", INGRESS_NAMESPACE),
+            "metadata": meta(f"{options.credential_name}-cacert", INGRESS_NAMESPACE),
             "type": "Opaque",
-            "data": {"cacert": _b64(_pem(cas, inputs.client_ca_pem))},
+            "data": {"cacert": b64(_pem(cas, inputs.client_ca_pem))},
         },
         _server_objects(options, inputs, warnings),
     ]
     if options.dns_target:
-        entry = _meta(f"{options.gateway_name}-dns", options.namespace)
+        entry = meta(f"{options.gateway_name}-dns", options.namespace)
         entry["annotations"] = {"dns.gardener.cloud/class": "garden"}
         objects.append(
             {
@@ -414,19 +256,21 @@ def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs)
                 },
             }
         )
-    objects += [_gateway(config, options), _apirule(config, options)]
-    objects += _authorization(config, options, warnings)
-    if config.tls.crl:
-        warnings.append(
-            ExportWarning(
-                "tls.crl",
-                "revocation lists are not exported",
-                "the ingress gateway reads a CRL only from its own secrets, not from files",
-                f"add the CRL to {options.credential_name}-cacert as Istio's Gateway TLS "
-                "docs describe (caCrl)",
-            )
-        )
-    warnings += _identity_warnings(config)
+    istio_gateway = gateway(
+        config,
+        name=options.gateway_name,
+        namespace=options.namespace,
+        credential_name=options.credential_name,
+        domain=options.domain,
+    )
+    policies, not_expressed = authorization_policies(
+        config.policy,
+        name=f"{options.gateway_name}-{options.service}-clients",
+        host=options.fqdn,
+    )
+    objects += [istio_gateway, _apirule(config, options), *policies]
+    warnings += not_expressed
+    warnings += ingress_warnings(config, credential_name=options.credential_name)
     return KymaExport(tuple(objects), tuple(warnings))
 
 
