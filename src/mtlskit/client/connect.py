@@ -10,7 +10,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -119,27 +119,30 @@ def identity_context(identity: ClientIdentity | None, **kwargs: object) -> Itera
         yield client_context(cert=cert_path, key=key_path, **kwargs)  # type: ignore[arg-type]
 
 
-# Keyword-only: the Handshake fields come first and all have defaults, so a positional
-# Attempt(recorder) would land in `connect`.
-@dataclass(kw_only=True)
-class Attempt(Handshake):
-    """One connection: the Handshake facts, what was recorded, and the live socket.
+@dataclass
+class Attempt:
+    """One connection: the Handshake facts so far, what was recorded, and the live socket.
 
-    `sock` is open only when established. probe and request copy the Handshake part into
-    the Observation that client.trace reads.
+    `sock` is open only when established. The facts are a frozen value, replaced as the
+    connection goes (note()); probe and request build their Observation from them.
     """
 
     recorder: Recorder
+    facts: Handshake = field(default_factory=Handshake)
     alpn: str | None = None
     peer_leaf: bytes | None = None
     sock: ssl.SSLSocket | None = None
     errors: list[str] = field(default_factory=list)
 
+    def note(self, **facts: Any) -> None:
+        """Record what the connection has come to (connect, handshake_error, after...)."""
+        self.facts = replace(self.facts, **facts)
+
     def tls_json(self) -> dict[str, Any]:
         """What was negotiated, for --json."""
         return {
-            "version": self.tls_version or None,
-            "cipher": self.cipher or None,
+            "version": self.facts.tls_version or None,
+            "cipher": self.facts.cipher or None,
             "alpn": self.alpn,
         }
 
@@ -178,18 +181,18 @@ def connect(
     The read stops at a server alert, a session ticket (the server accepted us), data, EOF,
     or after `settle` seconds of quiet.
     """
-    attempt = Attempt(recorder=Recorder())
+    attempt = Attempt(Recorder())
     attempt.recorder.attach(ctx)
     try:
         raw = socket.create_connection((host, port), timeout=timeout)
     except ConnectionRefusedError:
-        attempt.connect = "refused"
+        attempt.note(connect="refused")
         return attempt
     except TimeoutError:
-        attempt.connect = "timeout"
+        attempt.note(connect="timeout")
         return attempt
     except OSError as exc:
-        attempt.connect = "unreachable"
+        attempt.note(connect="unreachable")
         attempt.errors.append(str(exc))
         return attempt
     sock = ctx.wrap_socket(raw, server_hostname=servername, do_handshake_on_connect=False)
@@ -197,18 +200,18 @@ def connect(
     try:
         sock.do_handshake()
     except TimeoutError:
-        attempt.handshake_timeout = True
+        attempt.note(handshake_timeout=True)
     except ssl.SSLError as exc:
-        attempt.handshake_error = _reason(exc)
+        attempt.note(handshake_error=_reason(exc))
     except OSError:  # reset by peer mid-handshake
-        attempt.handshake_error = "EOF"
-    if attempt.handshake_timeout or attempt.handshake_error:
+        attempt.note(handshake_error="EOF")
+    if attempt.facts.handshake_timeout or attempt.facts.handshake_error:
         sock.close()
         return attempt
-    attempt.established = True
-    attempt.tls_version = sock.version() or ""
     cipher = sock.cipher()
-    attempt.cipher = cipher[0] if cipher else ""
+    attempt.note(
+        established=True, tls_version=sock.version() or "", cipher=cipher[0] if cipher else ""
+    )
     attempt.alpn = sock.selected_alpn_protocol()
     attempt.peer_leaf = sock.getpeercert(binary_form=True)
     attempt.sock = sock
@@ -231,7 +234,7 @@ def _first_read(attempt: Attempt, sock: ssl.SSLSocket, settle: float) -> None:
         while not _settled(attempt.recorder):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                attempt.after = "quiet"
+                attempt.note(after="quiet")
                 return
             if not sock.pending():
                 select.select([sock], [], [], remaining)
@@ -240,19 +243,19 @@ def _first_read(attempt: Attempt, sock: ssl.SSLSocket, settle: float) -> None:
             except ssl.SSLWantReadError:
                 continue
             except ssl.SSLError as exc:
-                attempt.after = "alert" if _settled(attempt.recorder) else "closed"
-                if attempt.after == "closed":
+                attempt.note(after="alert" if _settled(attempt.recorder) else "closed")
+                if attempt.facts.after == "closed":
                     attempt.errors.append(_reason(exc))
                 attempt.close()
                 return
             except OSError:
-                attempt.after = "closed"
+                attempt.note(after="closed")
                 attempt.close()
                 return
-            attempt.after = "accepted" if data else "closed"
+            attempt.note(after="accepted" if data else "closed")
             return
         alerted = any(e.sender == "server" and e.kind == "alert" for e in attempt.recorder.events)
-        attempt.after = "alert" if alerted else "accepted"
+        attempt.note(after="alert" if alerted else "accepted")
     finally:
         if attempt.sock is not None:
             attempt.sock.setblocking(True)

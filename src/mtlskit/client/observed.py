@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 __all__ = ["Event", "Handshake", "Observation", "Seen", "Sender"]
@@ -54,10 +54,7 @@ class Event:
         )
 
 
-# Not frozen: client.connect.Attempt derives from it and fills it in as the connection
-# goes (a dataclass cannot mix frozen and non-frozen classes in one hierarchy), and
-# request sets `after` once the response is read.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Handshake:
     """What the TCP connect, the TLS handshake and the first read came to.
 
@@ -81,7 +78,7 @@ class Handshake:
     cipher: str = ""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Observation(Handshake):
     """What the network code saw besides the events (all plain values).
 
@@ -108,6 +105,12 @@ class Observation(Handshake):
     preflight_cause: str = ""
     http_status: int = 0
     http_reason: str = ""
+
+    @classmethod
+    def of(cls, facts: Handshake, **more: Any) -> Observation:
+        """The Handshake facts a connection gathered, with what probe or request add."""
+        seen = {f.name: getattr(facts, f.name) for f in fields(Handshake)}
+        return cls(**seen, **more)
 
 
 class Seen:

@@ -85,7 +85,7 @@ class ProbeReport:
 
 
 def _resumption(a: Attempt) -> bool | None:
-    if not a.established:
+    if not a.facts.established:
         return None
     return any(e.sender == "server" and e.name == "NewSessionTicket" for e in a.recorder.events)
 
@@ -133,17 +133,17 @@ def _requested(a: Attempt, identity_sent: bool, host: str, port: int, sn: str, t
     asked = any(e.sender == "server" and e.name == "CertificateRequest" for e in a.recorder.events)
     finished = any(e.sender == "server" and e.name == "Finished" for e in a.recorder.events)
     if not asked:
-        return "none" if finished or a.established else "unknown"
+        return "none" if finished or a.facts.established else "unknown"
     if not identity_sent:
-        rejected = a.after in {"alert", "closed"} or any(
+        rejected = a.facts.after in {"alert", "closed"} or any(
             e.sender == "server" and e.kind == "alert" for e in a.recorder.events
         )
-        return "required" if rejected else "optional" if a.established else "unknown"
+        return "required" if rejected else "optional" if a.facts.established else "unknown"
     bare = _attempt(host, port, None, sn, t)
     bare.close()
     return (
         _requested(bare, False, host, port, sn, t)
-        if bare.established
+        if bare.facts.established
         or any(e.sender == "server" and e.kind == "alert" for e in bare.recorder.events)
         else "unknown"
     )
@@ -184,14 +184,8 @@ def probe(
     )
     requested = _requested(a, client_sent, host, port, sn, timeout)
     pre = preflight(identity.chain, names, now=now) if identity else None
-    obs = Observation(
-        connect=a.connect,
-        handshake_error=a.handshake_error,
-        handshake_timeout=a.handshake_timeout,
-        established=a.established,
-        after=a.after,
-        tls_version=a.tls_version,
-        cipher=a.cipher,
+    obs = Observation.of(
+        a.facts,
         servername=sn,
         server_reason=result.code.value if result else "",
         server_explanation=result.explanation if result else "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -178,22 +178,17 @@ def request(
             response = _exchange(
                 a.sock, _head(method, host, port, target, headers, len(data)), data
             )
-            a.after = "accepted"
+            a.note(after="accepted")
         except ssl.SSLError as exc:
-            a.after = "alert"
+            a.note(after="alert")
             a.errors.append(str(exc.reason or exc))
         except (OSError, httptools.HttpParserError) as exc:
-            a.after = "closed"
+            a.note(after="closed")
             a.errors.append(f"reading the response: {exc}")
     a.close()  # fail closed: an unverified connection never carries the request
-    obs = Observation(
-        connect=a.connect,
-        handshake_error=a.handshake_error,
-        handshake_timeout=a.handshake_timeout,
-        established=a.established and a.after != "alert",
-        after=a.after,
-        tls_version=a.tls_version,
-        cipher=a.cipher,
+    obs = Observation.of(
+        # an alert after the request means the server did not accept the client
+        replace(a.facts, established=a.facts.established and a.facts.after != "alert"),
         servername=sn,
         server_reason=result.code.value if result else "",
         server_explanation=result.explanation if result else "",
