@@ -15,12 +15,13 @@ from mtlskit._config_kinds import BOOL, STRS
 from mtlskit.errors import ConfigError
 from mtlskit.identity import PeerIdentity
 
-__all__ = ["AccessPolicy", "Decision", "evaluate", "validate_uri_pattern"]
+__all__ = ["AccessPolicy", "Decision", "evaluate"]
 
 DENY_REASON: Final = "no allow rule matched the client certificate"
 EMPTY_REASON: Final = "the access policy allows no client"
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _SEGMENT: Final = "[^/?#]+"  # one non-empty path segment: never '/', never into query/fragment
+_WILDCARDS: Final = {"*": f"/{_SEGMENT}", "**": f"(?:/{_SEGMENT})*"}  # as whole path segments
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,15 @@ def _bad_pattern(pattern: str, why: str) -> ConfigError:
 
 
 def _compile_uri(pattern: str) -> re.Pattern[str]:
+    """Check an allow_uri pattern and compile it to a regex for `fullmatch`.
+
+    `*` is exactly one non-empty path segment (no `/`, `?` or `#`), `**` zero or more
+    segments; both only as whole segments of the path, never in the scheme or authority
+    (so a pattern can never widen to another SPIFFE trust domain).
+
+    Raises:
+        ConfigError: the pattern is empty, has no scheme, or misuses `*`.
+    """
     if not pattern or pattern != pattern.strip() or any(c.isspace() for c in pattern):
         raise _bad_pattern(pattern, "it is empty or contains whitespace")
     scheme = _SCHEME.match(pattern)
@@ -77,27 +87,10 @@ def _compile_uri(pattern: str) -> re.Pattern[str]:
             raise _bad_pattern(pattern, f"segment {segment!r}: '*' must be a whole segment")
         if segment == "**" == previous:
             raise _bad_pattern(pattern, "'**/**' is redundant")
-        regex.append(
-            f"/{_SEGMENT}" if segment == "*"
-            else f"(?:/{_SEGMENT})*" if segment == "**"
-            else "/" + re.escape(segment)
-        )  # fmt: skip
+        regex.append(_WILDCARDS.get(segment) or "/" + re.escape(segment))
         previous = segment
     regex.append(re.escape(query))
     return re.compile("".join(regex))
-
-
-def validate_uri_pattern(pattern: str) -> None:
-    """Check an allow_uri pattern.
-
-    `*` is exactly one non-empty path segment (no `/`, `?` or `#`), `**` zero or more
-    segments; both only as whole segments of the path, never in the scheme or authority
-    (so a pattern can never widen to another SPIFFE trust domain).
-
-    Raises:
-        ConfigError: the pattern is empty, has no scheme, or misuses `*`.
-    """
-    _compile_uri(pattern)
 
 
 def _check_names(key: str, values: tuple[str, ...]) -> None:
@@ -135,7 +128,8 @@ class AccessPolicy:
         allow_cn: subject common names, exact and case-sensitive.
         allow_ou: organizational units; any OU of the client may match.
         allow_dns: DNS SANs, exact and case-insensitive.
-        allow_uri: URI SAN patterns (see validate_uri_pattern).
+        allow_uri: URI SAN patterns: `*` is one whole path segment, `**` any number of
+            them, never in the scheme or authority (so never another trust domain).
 
     Raises:
         ConfigError: an empty name, a `*` in allow_dns, or a bad URI pattern.

@@ -49,6 +49,11 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
     pytest.fail(f"{name} did not listen on 127.0.0.1:{port}:\n{log.read_text()}")
 
 
+def _argv(binary: str, flags: dict[str, str]) -> list[str]:
+    """`binary -flag value ...`, in the order given."""
+    return [binary, *(part for flag in flags.items() for part in flag)]
+
+
 def _start(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with log.open("wb") as fh:
         return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
@@ -99,19 +104,25 @@ def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
         "PEBBLE_WFE_NONCEREJECT": "0",  # do not reject 5% of good nonces on purpose
         "PEBBLE_AUTHZREUSE": "0",  # every order proves its names again
     }
-    dns_proc = _start(
-        [challtestsrv, "-dns01", f"127.0.0.1:{dns}", "-http01", "", "-https01", "",
-         "-tlsalpn01", "", "-management", f"127.0.0.1:{dns_mgmt}",
-         "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
-        work / "challtestsrv.log", env,
-    )  # fmt: skip
+    # challtestsrv as DNS only (an empty address turns a challenge responder off), answering
+    # 127.0.0.1 for every name and no IPv6 address.
+    dns_flags = {
+        "-dns01": f"127.0.0.1:{dns}",
+        "-http01": "",
+        "-https01": "",
+        "-tlsalpn01": "",
+        "-management": f"127.0.0.1:{dns_mgmt}",
+        "-defaultIPv4": "127.0.0.1",
+        "-defaultIPv6": "",
+    }
+    dns_proc = _start(_argv(challtestsrv, dns_flags), work / "challtestsrv.log", env)
     try:
         _wait_listening(dns_mgmt, dns_proc, work / "challtestsrv.log")
         proc = _start(
-            [binary, "-config", str(work / "pebble-config.json"),
-             "-dnsserver", f"127.0.0.1:{dns}"],
-            work / "pebble.log", env,
-        )  # fmt: skip
+            [binary, "-config", str(work / "pebble-config.json"), "-dnsserver", f"127.0.0.1:{dns}"],
+            work / "pebble.log",
+            env,
+        )
         try:
             _wait_listening(acme, proc, work / "pebble.log")
             yield Pebble(

@@ -42,6 +42,21 @@ def _settings(pebble: Pebble, *domains: str, port: int | None = None) -> AcmeSet
     )
 
 
+def _issue_argv(pebble: Pebble, out: Path, *domains: str, port: int | None = None) -> list[Any]:
+    """`acme issue` as _settings: Pebble's directory and CA bundle, HTTP-01 on port."""
+    argv: list[Any] = ["acme", "issue", "--directory", pebble.directory, "--out", out]
+    for domain in domains:
+        argv += ["--domain", domain]
+    http01 = f"127.0.0.1:{port or pebble.http_port}"
+    return [*argv, "--http-01", http01, "--ca-bundle", pebble.ca_bundle]
+
+
+def _unreachable_argv() -> list[Any]:
+    """`acme issue` for x.example.com from a directory URL nothing listens on."""
+    argv: list[Any] = ["acme", "issue", "--directory", f"https://127.0.0.1:{free_port()}/dir"]
+    return [*argv, "--domain", "x.example.com", "--http-01", "127.0.0.1:0"]
+
+
 def _pebble_intermediate(pebble: Pebble) -> x509.Certificate:
     ctx = ssl.create_default_context(cafile=str(pebble.ca_bundle))
     with urllib.request.urlopen(f"{pebble.management}/intermediates/0", context=ctx) as r:  # noqa: S310
@@ -54,11 +69,8 @@ def _sans(cert: x509.Certificate) -> list[str]:
 
 
 def test_issue_writes_key_leaf_and_chain(pebble: Pebble, acme_cli, tmp_path: Path) -> None:
-    result = acme_cli(
-        "acme", "issue", "--directory", pebble.directory, "--domain", "orders.example.com",
-        "--domain", "www.orders.example.com", "--email", "ops@example.com", "--out", tmp_path,
-        "--http-01", f"127.0.0.1:{pebble.http_port}", "--ca-bundle", pebble.ca_bundle,
-    )  # fmt: skip
+    argv = _issue_argv(pebble, tmp_path, "orders.example.com", "www.orders.example.com")
+    result = acme_cli(*argv, "--email", "ops@example.com")
     assert result.code == 0, result.err
     assert "wrote" in result.out and "server.chain.pem" in result.out
     leaf = load_certificates((tmp_path / "server.crt").read_bytes())[0]
@@ -71,11 +83,7 @@ def test_issue_writes_key_leaf_and_chain(pebble: Pebble, acme_cli, tmp_path: Pat
     leaf.verify_directly_issued_by(chain[1])
     assert (tmp_path / "server.key").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "acme-account.key").stat().st_mode & 0o777 == 0o600
-    again = acme_cli(
-        "acme", "issue", "--directory", pebble.directory, "--domain", "orders.example.com",
-        "--out", tmp_path, "--http-01", f"127.0.0.1:{pebble.http_port}",
-        "--ca-bundle", pebble.ca_bundle,
-    )  # fmt: skip
+    again = acme_cli(*_issue_argv(pebble, tmp_path, "orders.example.com"))
     assert again.code == 2 and "already exists" in again.err
 
 
@@ -83,11 +91,7 @@ def test_issue_creates_a_missing_out_directory_0700(
     pebble: Pebble, acme_cli, tmp_path: Path
 ) -> None:
     out = tmp_path / "new" / "tls"  # parents too, as `mkdir -p`
-    result = acme_cli(
-        "acme", "issue", "--directory", pebble.directory, "--domain", "mkdir.example.com",
-        "--out", out, "--http-01", f"127.0.0.1:{pebble.http_port}",
-        "--ca-bundle", pebble.ca_bundle,
-    )  # fmt: skip
+    result = acme_cli(*_issue_argv(pebble, out, "mkdir.example.com"))
     assert result.code == 0, result.err
     assert f"note: created directory {out} (mode 0700: it holds private keys)" in result.err
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
@@ -97,8 +101,7 @@ def test_issue_creates_a_missing_out_directory_0700(
 
 def test_issue_bad_out_or_flag_is_refused_before_the_ca_is_asked(acme_cli, tmp_path: Path) -> None:
     # Nothing listens on the directory URL: reaching it would fail with exit 1 instead.
-    base = ["acme", "issue", "--directory", f"https://127.0.0.1:{free_port()}/dir",
-            "--domain", "x.example.com", "--http-01", "127.0.0.1:0"]  # fmt: skip
+    base = _unreachable_argv()
     file = tmp_path / "tls"
     file.write_text("not a directory")
     result = acme_cli(*base, "--out", file)
@@ -129,18 +132,15 @@ def test_ensure_obtains_keeps_and_renews(pebble: Pebble, tmp_path: Path) -> None
     assert key_matches_certificate(key, renewed.certificate)
     assert (tmp_path / "acme-account.key").read_bytes() == account  # one account throughout
     # a certificate that lacks a configured name is replaced at once
-    wider = ensure_certificate(_settings(pebble, "renew.example.com", "api.example.com"),
-                               tmp_path, now=now)  # fmt: skip
+    wider = ensure_certificate(
+        _settings(pebble, "renew.example.com", "api.example.com"), tmp_path, now=now
+    )
     assert wider.renewed and _sans(wider.certificate) == ["api.example.com", "renew.example.com"]
 
 
 def test_failed_challenge_is_explained(pebble: Pebble, acme_cli, tmp_path: Path) -> None:
     # The responder listens where Pebble does not look: validation must fail.
-    result = acme_cli(
-        "acme", "issue", "--directory", pebble.directory, "--domain", "fail.example.com",
-        "--out", tmp_path, "--http-01", f"127.0.0.1:{free_port()}",
-        "--ca-bundle", pebble.ca_bundle,
-    )  # fmt: skip
+    result = acme_cli(*_issue_argv(pebble, tmp_path, "fail.example.com", port=free_port()))
     assert result.code == 1
     assert "error: the ACME server could not validate over HTTP-01: fail.example.com:" in result.err
     assert "hint: each domain must resolve to this machine" in result.err
@@ -148,8 +148,9 @@ def test_failed_challenge_is_explained(pebble: Pebble, acme_cli, tmp_path: Path)
 
 
 def test_failed_renewal_keeps_the_old_files(pebble: Pebble, tmp_path: Path) -> None:
-    good = ensure_certificate(_settings(pebble, "keep.example.com"), tmp_path,
-                              now=datetime.now(UTC))  # fmt: skip
+    good = ensure_certificate(
+        _settings(pebble, "keep.example.com"), tmp_path, now=datetime.now(UTC)
+    )
     before = (tmp_path / "server.chain.pem").read_bytes()
     broken = _settings(pebble, "keep.example.com", port=free_port())
     with pytest.raises(AcmeError, match="could not validate"):
@@ -158,10 +159,7 @@ def test_failed_renewal_keeps_the_old_files(pebble: Pebble, tmp_path: Path) -> N
 
 
 def test_unreachable_directory(acme_cli, tmp_path: Path) -> None:
-    result = acme_cli(
-        "acme", "issue", "--directory", f"https://127.0.0.1:{free_port()}/dir",
-        "--domain", "x.example.com", "--out", tmp_path, "--http-01", "127.0.0.1:0",
-    )  # fmt: skip
+    result = acme_cli(*_unreachable_argv(), "--out", tmp_path)
     assert result.code == 1
     assert "error: cannot reach the ACME directory https://127.0.0.1:" in result.err
     assert "hint: check --directory" in result.err
@@ -177,9 +175,11 @@ def test_untrusted_acme_server_names_ca_bundle(pebble: Pebble, tmp_path: Path) -
 
 def test_not_an_acme_directory(pebble: Pebble, tmp_path: Path) -> None:
     settings = AcmeSettings(
-        f"{pebble.management}/roots/0", ("x.example.com",), http01=("127.0.0.1", 0),
+        f"{pebble.management}/roots/0",
+        ("x.example.com",),
+        http01=("127.0.0.1", 0),
         ca_bundle=pebble.ca_bundle,
-    )  # fmt: skip
+    )
     with pytest.raises(AcmeError, match="did not answer as an ACME directory"):
         ensure_certificate(settings, tmp_path, now=datetime.now(UTC))
 

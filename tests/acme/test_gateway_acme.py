@@ -22,18 +22,25 @@ def test_gateway_obtains_its_certificate_from_acme(
     client.write(tmp_path, "alice")
     acme_dir = tmp_path / "acme"
     with EchoServer() as echo:
-        config = load_gateway_config({
-            "listen": "127.0.0.1:0", "upstream": echo.url, "workers": 1,
-            "tls": {
-                "client_ca": str(ca_dir / "root.crt"),
-                "acme": {
-                    "directory": pebble.directory, "domains": ["gw.example.com"],
-                    "dir": str(acme_dir), "http01": f"127.0.0.1:{pebble.http_port}",
-                    "ca_bundle": str(pebble.ca_bundle), "email": "ops@example.com",
+        config = load_gateway_config(
+            {
+                "listen": "127.0.0.1:0",
+                "upstream": echo.url,
+                "workers": 1,
+                "tls": {
+                    "client_ca": str(ca_dir / "root.crt"),
+                    "acme": {
+                        "directory": pebble.directory,
+                        "domains": ["gw.example.com"],
+                        "dir": str(acme_dir),
+                        "http01": f"127.0.0.1:{pebble.http_port}",
+                        "ca_bundle": str(pebble.ca_bundle),
+                        "email": "ops@example.com",
+                    },
                 },
-            },
-            "policy": {"allow_all": True},
-        })  # fmt: skip
+                "policy": {"allow_all": True},
+            }
+        )
         assert config.tls.cert == acme_dir / "server.chain.pem"
         with embedded_gateway(config) as gw:
             issued = x509.load_pem_x509_certificates((acme_dir / "server.chain.pem").read_bytes())

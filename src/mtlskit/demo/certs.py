@@ -49,13 +49,16 @@ def prepare(base: Path) -> dict[str, Path]:
             server = ca.issue_server("localhost", ["localhost", "127.0.0.1"])
             server.write(certs, "server", force=True)
         if not _fresh(certs / "demo-client.crt"):
-            ca.issue_client("demo-client", ["spiffe://demo.mtlskit.local/ns/demo/sa/client"],
-                            organization="mtlskit demo", unit="demo").write(
-                certs, "demo-client", force=True)  # fmt: skip
+            spiffe = "spiffe://demo.mtlskit.local/ns/demo/sa/client"
+            client = ca.issue_client(
+                "demo-client", [spiffe], organization="mtlskit demo", unit="demo"
+            )
+            client.write(certs, "demo-client", force=True)
     with _authority(other_dir, "Untrusted Root CA") as other:
         if not _fresh(certs / "intruder.crt"):
-            other.issue_client("intruder", ["spiffe://elsewhere.example/sa/intruder"],
-                               unit="demo").write(certs, "intruder", force=True)  # fmt: skip
+            spiffe = "spiffe://elsewhere.example/sa/intruder"
+            intruder = other.issue_client("intruder", [spiffe], unit="demo")
+            intruder.write(certs, "intruder", force=True)
     return {
         "root": ca_dir / ROOT_CERT,
         "intermediate": ca_dir / INTERMEDIATE_CERT,

@@ -119,14 +119,21 @@ def run(base: Path, port: int = 8443, *, once: bool = False) -> int:
     _tree(files, out)
     print(f"files in {base}")
     with EchoServer() as echo:
-        config = load_gateway_config({
-            "listen": f"127.0.0.1:{port}", "upstream": echo.url, "workers": 1,
-            "tls": {"cert": str(files["server.chain.pem"]), "key": str(files["server.key"]),
-                    "client_ca": str(files["root"])},
-            "policy": {"allow_ou": ["demo"]},
-            "headers": {"X-Client-Subject": "%DOWNSTREAM_PEER_SUBJECT%"},
-            "access_log": not once,
-        })  # fmt: skip
+        config = load_gateway_config(
+            {
+                "listen": f"127.0.0.1:{port}",
+                "upstream": echo.url,
+                "workers": 1,
+                "tls": {
+                    "cert": str(files["server.chain.pem"]),
+                    "key": str(files["server.key"]),
+                    "client_ca": str(files["root"]),
+                },
+                "policy": {"allow_ou": ["demo"]},
+                "headers": {"X-Client-Subject": "%DOWNSTREAM_PEER_SUBJECT%"},
+                "access_log": not once,
+            }
+        )
         # The gateway's own log goes to stderr while it runs for you; once keeps it quiet.
         log = EventLog(sys.stderr, level="error" if once else "info")
         try:
@@ -144,8 +151,9 @@ def _calls(out: _Out, files: dict[str, Path], port: int, upstream: str, *, once:
     print("   requires a client certificate from the demo root CA, admits OU 'demo',")
     print("   forwards the caller's identity as x-forwarded-client-cert and X-Client-Subject")
     url = f"https://localhost:{port}/hello"
-    trust = ServerTrust(tuple(load_certificates(files["root"].read_bytes())), (),
-                        f"--ca {files['root']}", files["root"])  # fmt: skip
+    root = files["root"]
+    anchors = tuple(load_certificates(root.read_bytes()))
+    trust = ServerTrust(anchors, source=f"--ca {root}", ca_file=root)
     results = []
     for number, (who, (heading, _)) in enumerate(CALLS.items(), start=3):
         out.heading(f"{number}. {heading}")
@@ -161,8 +169,10 @@ def _calls(out: _Out, files: dict[str, Path], port: int, upstream: str, *, once:
         f"mtlskit probe localhost:{port} --ca {files['root']} "
         f"--cert {certs}/demo-client.chain.pem --key {certs}/demo-client.key"
     )
-    print(f"mtlskit request --trace {url} --ca {files['root']} "
-          f"--cert {certs}/intruder.chain.pem --key {certs}/intruder.key")  # fmt: skip
+    print(
+        f"mtlskit request --trace {url} --ca {files['root']} "
+        f"--cert {certs}/intruder.chain.pem --key {certs}/intruder.key"
+    )
     if once:
         return 0 if all(results) else 1
     print("\nthe gateway keeps running; Ctrl-C stops it")

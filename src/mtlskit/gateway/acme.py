@@ -39,8 +39,11 @@ def obtain_at_start(acme: AcmeConfig, log: EventLog) -> EnsureResult:
     acme.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     result = ensure_certificate(_settings(acme), acme.dir, "server", now=datetime.now(UTC))
     if result.renewed:
-        log.event("acme_issued", f"new certificate for {', '.join(acme.domains)}",
-                  next_renewal=f"{result.next_renewal:%Y-%m-%dT%H:%MZ}")  # fmt: skip
+        log.event(
+            "acme_issued",
+            f"new certificate for {', '.join(acme.domains)}",
+            next_renewal=f"{result.next_renewal:%Y-%m-%dT%H:%MZ}",
+        )
     return result
 
 
@@ -61,8 +64,13 @@ async def renew_forever(acme: AcmeConfig, log: EventLog, on_renewed: Callable[[]
         except AcmeError as exc:
             failures += 1
             wait = backoff(failures).total_seconds()
-            log.event("acme_failed", f"{exc.message}; still serving the current certificate",
-                      level="error", retry_in=f"{wait:.0f}s", hint=exc.hint)  # fmt: skip
+            log.event(
+                "acme_failed",
+                f"{exc.message}; still serving the current certificate",
+                level="error",
+                retry_in=f"{wait:.0f}s",
+                hint=exc.hint,
+            )
         else:
             failures = 0
             if result.renewed:

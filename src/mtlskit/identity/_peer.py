@@ -42,9 +42,18 @@ _XFCC_NEEDS_QUOTES: Final = re.compile(r'[,;="\\\s]')
 _BAD_VALUE: Final = re.compile(r"[^\t\x20-\x7e]")  # RFC 9110 5.5: no CR, LF, NUL or other CTL
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2 field-name
 _FRAMING: Final = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "keep-alive",
-     "proxy-connection", "te", "trailer", "upgrade"}
-)  # fmt: skip
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
 _XFCC_PAIR: Final = re.compile(
     r'[ \t]*([^=;,"\s]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^;,"]*?))[ \t]*(?:([;,])|\Z)', re.S
 )

@@ -2,48 +2,54 @@
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import TypedDict, Unpack
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
-from mtlskit.errors import DatabaseError, IssuanceError, PKIError
-from mtlskit.pki.builder import build_certificate, make_name, plan_validity
-from mtlskit.pki.crl import Revocation, build_crl, parse_reason
-from mtlskit.pki.csr import review_csr
-from mtlskit.pki.files import PRIVATE, PUBLIC, OutputFile, read_file, write_files
-from mtlskit.pki.issued import IssuedCertificate
-from mtlskit.pki.keys import DEFAULT_KEY_TYPE, KeyType, PrivateKey, PublicKey, generate_key
-from mtlskit.pki.names import describe_general_name, parse_san, parse_sans
-from mtlskit.pki.pem import (
-    certs_to_pem,
-    key_matches_certificate,
-    load_certificates,
-    load_private_key,
-    private_key_to_pem,
+from mtlskit.errors import IssuanceError, PKIError
+from mtlskit.pki.builder import build_certificate, plan_validity
+
+# The file names live in cadir, with creating and opening a CA directory, and ED25519_NOTE
+# in leaves, with the rest of what a leaf request decides; the CLI, the demo and the client
+# import them from here, where they have always been.
+from mtlskit.pki.cadir import (
+    CA_FILES,
+    DATABASE,
+    DEFAULT_NAME,
+    INTERMEDIATE_CERT,
+    INTERMEDIATE_KEY,
+    ROOT_CERT,
+    ROOT_KEY,
+    create_ca_directory,
+    open_ca_directory,
 )
-from mtlskit.pki.profiles import CLIENT, INTERMEDIATE, LEAF_PROFILES, ROOT, SERVER, Profile
+from mtlskit.pki.crl import Revocation, build_crl, parse_reason
+from mtlskit.pki.issued import IssuedCertificate
+from mtlskit.pki.keys import DEFAULT_KEY_TYPE, KeyType, PrivateKey
+from mtlskit.pki.leaves import ED25519_NOTE, LeafRequest, csr_request, new_key_request
+from mtlskit.pki.pem import certs_to_pem
+from mtlskit.pki.profiles import CLIENT, SERVER, Profile
 from mtlskit.pki.store import CertRecord, CertStore, format_serial
 
-__all__ = ["CertificateAuthority", "Deliver"]
-
-ROOT_CERT, ROOT_KEY = "root.crt", "root.key"
-INTERMEDIATE_CERT, INTERMEDIATE_KEY = "intermediate.crt", "intermediate.key"
-DATABASE = "ca.db"
-CA_FILES = (ROOT_CERT, ROOT_KEY, INTERMEDIATE_CERT, INTERMEDIATE_KEY, DATABASE)
-DEFAULT_NAME = "mtlskit Root CA"
-
-ED25519_NOTE = (
-    "Ed25519 leaves work with OpenSSL peers (curl, nginx, the mtlskit gateway) but WebPKI "
-    "verifiers (browsers, Go, cryptography and so 'mtlskit cert verify') refuse them; "
-    "use ec-p256 unless every peer is OpenSSL-based"
-)
+__all__ = [
+    "CA_FILES",
+    "DATABASE",
+    "DEFAULT_NAME",
+    "ED25519_NOTE",
+    "INTERMEDIATE_CERT",
+    "INTERMEDIATE_KEY",
+    "ROOT_CERT",
+    "ROOT_KEY",
+    "CertificateAuthority",
+    "Deliver",
+    "LeafOptions",
+]
 
 Deliver = Callable[[IssuedCertificate], object]
 """Called with a new certificate while its record is still uncommitted: if it raises
@@ -51,29 +57,28 @@ Deliver = Callable[[IssuedCertificate], object]
 certificate nobody received."""
 
 
+class LeafOptions(TypedDict, total=False):
+    """The keyword arguments of `issue_server` and `issue_client`, all optional.
+
+    Attributes:
+        validity: lifetime; the profile default (90 days) when None, capped at the CA's.
+        key_type: the new key's type (default ec-p256).
+        organization: subject O.
+        unit: subject OU.
+        now: issuing time, for tests.
+        deliver: see `Deliver`.
+    """
+
+    validity: timedelta | None
+    key_type: KeyType
+    organization: str | None
+    unit: str | None
+    now: datetime | None
+    deliver: Deliver | None
+
+
 def _now(now: datetime | None) -> datetime:
     return (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-
-
-def _intermediate_name(root_name: str) -> str:
-    if "Root" in root_name:
-        return root_name.replace("Root", "Intermediate", 1)
-    return f"{root_name} Intermediate"[:64]
-
-
-def _default_san(name: str, profile: Profile) -> tuple[list[x509.GeneralName], tuple[str, ...]]:
-    try:
-        san = parse_san(name)
-    except IssuanceError as exc:
-        raise IssuanceError(
-            f"a {profile.name} certificate needs a subjectAltName and {name!r} is not a DNS name",
-            "add --san (a DNS name, IP, spiffe:// URI or email)",
-        ) from exc
-    note = (
-        f"no --san given: added {describe_general_name(san)} "
-        "(verifiers match SANs, and cryptography's client verifier requires one)"
-    )
-    return [san], (note,)
 
 
 class CertificateAuthority:
@@ -119,77 +124,15 @@ class CertificateAuthority:
             PKIError: the directory already holds a CA or cannot be written.
         """
         directory = Path(directory)
-        if directory.exists() and not directory.is_dir():
-            raise PKIError(
-                f"--dir {directory} is a file, not a directory", "choose a directory path"
-            )
-        existing = [f for f in CA_FILES if (directory / f).exists()]
-        if existing:
-            raise PKIError(
-                f"a CA already exists in {directory} ({existing[0]} is there)",
-                "mtlskit never overwrites a CA; choose another --dir or use this one",
-            )
-        try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PKIError(
-                f"cannot create {directory}: {exc.strerror}", "check permissions"
-            ) from exc
-        at = _now(now)
-        root_key = generate_key(key_type)
-        root = build_certificate(
-            profile=ROOT,
-            subject=make_name(name, organization),
-            public_key=root_key.public_key(),
-            issuer=None,
-            issuer_key=root_key,
-            validity=plan_validity(at, ROOT.default_validity, None),
-            serial=x509.random_serial_number(),
+        parts = create_ca_directory(
+            directory,
+            name=name,
+            key_type=key_type,
+            password=password,
+            organization=organization,
+            at=_now(now),
         )
-        int_key = generate_key(key_type)
-        intermediate = build_certificate(
-            profile=INTERMEDIATE,
-            subject=make_name(_intermediate_name(name), organization),
-            public_key=int_key.public_key(),
-            issuer=root,
-            issuer_key=root_key,
-            validity=plan_validity(
-                at,
-                INTERMEDIATE.default_validity,
-                root.not_valid_after_utc,
-                root.not_valid_before_utc,
-            ),
-            serial=x509.random_serial_number(),
-        )
-        written = write_files(
-            [
-                OutputFile(directory / ROOT_KEY, private_key_to_pem(root_key, password), PRIVATE),
-                OutputFile(directory / ROOT_CERT, certs_to_pem([root]), PUBLIC),
-                OutputFile(
-                    directory / INTERMEDIATE_KEY, private_key_to_pem(int_key, password), PRIVATE
-                ),
-                OutputFile(directory / INTERMEDIATE_CERT, certs_to_pem([intermediate]), PUBLIC),
-            ]
-        )
-        try:
-            store = CertStore.create(
-                directory / DATABASE,
-                {
-                    "name": name,
-                    "key_type": key_type,
-                    "encrypted": "yes" if password else "no",
-                    "intermediate_sha256": intermediate.fingerprint(hashes.SHA256()).hex(),
-                },
-            )
-            with store.transaction() as conn:
-                store.add(conn, root, "root", at)
-                store.add(conn, intermediate, "intermediate", at)
-        except BaseException:
-            for path in [*written, directory / DATABASE]:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            raise
-        return cls(directory, root, intermediate, int_key, store)
+        return cls(directory, *parts)
 
     @classmethod
     def load(
@@ -215,57 +158,10 @@ class CertificateAuthority:
             KeyPasswordError: the intermediate key is encrypted and the password is wrong.
         """
         directory = Path(directory)
-        init_hint = f"create one with 'mtlskit ca init --dir {directory}', or give the right --dir"
-        if not directory.is_dir():
-            raise PKIError(f"--dir {directory} does not exist or is not a directory", init_hint)
-        if not (directory / ROOT_CERT).exists():
-            raise PKIError(f"{directory} holds no CA ({ROOT_CERT} is missing)", init_hint)
-        for needed in (INTERMEDIATE_CERT, INTERMEDIATE_KEY, DATABASE):
-            if not (directory / needed).exists():
-                raise PKIError(
-                    f"the CA in {directory} is incomplete: {needed} is missing",
-                    "restore it from your backup; the CA cannot issue without it",
-                )
-        root = load_certificates(
-            read_file(directory / ROOT_CERT, "the root CA certificate"), directory / ROOT_CERT
-        )[0]
-        intermediate = load_certificates(
-            read_file(directory / INTERMEDIATE_CERT, "the intermediate CA certificate"),
-            directory / INTERMEDIATE_CERT,
-        )[0]
-        key = None
-        if with_key:
-            key = load_private_key(
-                read_file(directory / INTERMEDIATE_KEY, "the intermediate CA key"),
-                directory / INTERMEDIATE_KEY,
-                password=password,
-            )
-        if key is not None and not key_matches_certificate(key, intermediate):
-            raise PKIError(
-                f"{directory / INTERMEDIATE_KEY} does not match {directory / INTERMEDIATE_CERT}",
-                "put back the key that belongs to this certificate (compare "
-                "'openssl pkey -pubout' with 'openssl x509 -pubkey')",
-            )
-        try:
-            intermediate.verify_directly_issued_by(root)
-        except (ValueError, TypeError, InvalidSignature) as exc:
-            raise PKIError(
-                f"{directory / INTERMEDIATE_CERT} was not issued by {directory / ROOT_CERT}",
-                "the two files come from different CAs; restore the matching pair",
-            ) from exc
-        store = CertStore(directory / DATABASE, lock_timeout=lock_timeout)
-        try:
-            recorded = store.meta("intermediate_sha256")
-        except BaseException:
-            store.close()
-            raise
-        if recorded != intermediate.fingerprint(hashes.SHA256()).hex():
-            store.close()
-            raise DatabaseError(
-                f"{directory / DATABASE} belongs to another CA than {INTERMEDIATE_CERT}",
-                "restore the database that was created with this CA",
-            )
-        return cls(directory, root, intermediate, key, store)
+        parts = open_ca_directory(
+            directory, password=password, lock_timeout=lock_timeout, with_key=with_key
+        )
+        return cls(directory, *parts)
 
     def close(self) -> None:
         """Close the database."""
@@ -291,18 +187,13 @@ class CertificateAuthority:
 
     def _issue(
         self,
-        *,
-        profile: Profile,
-        subject: x509.Name,
-        public_key: PublicKey,
-        private_key: PrivateKey | None,
-        sans: Sequence[x509.GeneralName],
+        request: LeafRequest,
         validity: timedelta | None,
         now: datetime | None,
-        notes: tuple[str, ...],
         deliver: Deliver | None,
     ) -> IssuedCertificate:
         at = _now(now)
+        profile, notes = request.profile, request.notes
         plan = plan_validity(
             at,
             validity or profile.default_validity,
@@ -319,18 +210,18 @@ class CertificateAuthority:
                 serial = x509.random_serial_number()  # pragma: no cover - 2**-159 odds
             cert = build_certificate(
                 profile=profile,
-                subject=subject,
-                public_key=public_key,
+                subject=request.subject,
+                public_key=request.public_key,
                 issuer=self.intermediate,
                 issuer_key=self._signing_key,
                 validity=plan,
                 serial=serial,
-                sans=sans,
+                sans=request.sans,
             )
             self.store.add(conn, cert, profile.name, at)
             issued = IssuedCertificate(
                 certificate=cert,
-                private_key=private_key,
+                private_key=request.private_key,
                 intermediates=(self.intermediate,),
                 root=self.root,
                 profile=profile.name,
@@ -341,37 +232,29 @@ class CertificateAuthority:
         return issued
 
     def issue_server(
-        self,
-        name: str,
-        sans: Sequence[str] = (),
-        *,
-        validity: timedelta | None = None,
-        key_type: KeyType = DEFAULT_KEY_TYPE,
-        organization: str | None = None,
-        unit: str | None = None,
-        now: datetime | None = None,
-        deliver: Deliver | None = None,
+        self, name: str, sans: Sequence[str] = (), **options: Unpack[LeafOptions]
     ) -> IssuedCertificate:
         """Issue a server leaf (EKU serverAuth) for the given DNS names and IPs.
 
         Args:
             name: the subject CN; also the SAN when no sans are given.
             sans: "api.example.com", "10.0.0.1", ... (see names.parse_san).
-            validity: lifetime; the profile default (90 days) when None, capped at the CA's.
-            key_type: the new key's type.
-            organization: subject O.
-            unit: subject OU.
-            now: issuing time, for tests.
-            deliver: see `Deliver`.
+            **options: validity, key_type, organization, unit, now, deliver: see
+                `LeafOptions`.
         """
-        return self._issue_new_key(
-            SERVER, name, sans, validity, key_type, organization, unit, now, deliver
-        )
+        return self._issue_leaf(SERVER, name, sans, **options)
 
     def issue_client(
+        self, name: str, sans: Sequence[str] = (), **options: Unpack[LeafOptions]
+    ) -> IssuedCertificate:
+        """Issue a client leaf (EKU clientAuth only); arguments as for `issue_server`."""
+        return self._issue_leaf(CLIENT, name, sans, **options)
+
+    def _issue_leaf(
         self,
+        profile: Profile,
         name: str,
-        sans: Sequence[str] = (),
+        sans: Sequence[str],
         *,
         validity: timedelta | None = None,
         key_type: KeyType = DEFAULT_KEY_TYPE,
@@ -380,42 +263,12 @@ class CertificateAuthority:
         now: datetime | None = None,
         deliver: Deliver | None = None,
     ) -> IssuedCertificate:
-        """Issue a client leaf (EKU clientAuth only); arguments as for `issue_server`."""
-        return self._issue_new_key(
-            CLIENT, name, sans, validity, key_type, organization, unit, now, deliver
+        # The one implementation behind issue_server and issue_client: only the profile
+        # differs, and it alone decides the extensions.
+        request = new_key_request(
+            profile, name, sans, key_type=key_type, organization=organization, unit=unit
         )
-
-    def _issue_new_key(
-        self,
-        profile: Profile,
-        name: str,
-        sans: Sequence[str],
-        validity: timedelta | None,
-        key_type: KeyType,
-        organization: str | None,
-        unit: str | None,
-        now: datetime | None,
-        deliver: Deliver | None,
-    ) -> IssuedCertificate:
-        subject = make_name(name, organization, unit)
-        notes: tuple[str, ...] = ()
-        parsed = parse_sans(sans)
-        if not parsed:
-            parsed, notes = _default_san(name, profile)
-        if key_type == "ed25519":
-            notes = (*notes, ED25519_NOTE)
-        key = generate_key(key_type)
-        return self._issue(
-            profile=profile,
-            subject=subject,
-            public_key=key.public_key(),
-            private_key=key,
-            sans=parsed,
-            validity=validity,
-            now=now,
-            notes=notes,
-            deliver=deliver,
-        )
+        return self._issue(request, validity, now, deliver)
 
     def sign_csr(
         self,
@@ -431,35 +284,9 @@ class CertificateAuthority:
 
         Raises:
             CSRError: bad signature, weak key, no usable name.
-            ConfigError: unknown profile.
+            IssuanceError: not a leaf profile, or no subjectAltName in the CSR or extra_sans.
         """
-        if profile not in LEAF_PROFILES:
-            raise IssuanceError(
-                f"--profile {profile!r} is not a leaf profile", "use server or client"
-            )
-        chosen = LEAF_PROFILES[profile]
-        review = review_csr(csr, chosen)
-        sans = list(review.sans)
-        for extra in parse_sans(extra_sans):
-            if extra not in sans:
-                sans.append(extra)
-        if not sans:
-            raise IssuanceError(
-                f"the CSR has no subjectAltName and a {chosen.name} certificate needs one",
-                "pass --san NAME (a DNS name, IP, spiffe:// URI or email)",
-            )
-        notes = tuple(f"dropped from the CSR: {d}" for d in review.dropped)
-        return self._issue(
-            profile=chosen,
-            subject=review.subject,
-            public_key=review.public_key,
-            private_key=None,
-            sans=sans,
-            validity=validity,
-            now=now,
-            notes=notes,
-            deliver=deliver,
-        )
+        return self._issue(csr_request(csr, profile, extra_sans), validity, now, deliver)
 
     # -- revocation ------------------------------------------------------------------------
     def revoke(

@@ -38,11 +38,6 @@ class Profile:
     default_validity: timedelta
     requires_san: bool
 
-    @property
-    def is_leaf(self) -> bool:
-        """True for end-entity profiles (server, client)."""
-        return not self.is_ca
-
 
 ROOT = Profile(
     name="root",
