@@ -7,9 +7,9 @@ gateway's use of it (obtain at start, renew in the background) is `mtlskit.gatew
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mtlskit._lazy import lazy_exports
 from mtlskit.acme.renewal import RENEW_AT, backoff, covers, renew_due, renewal_time
 from mtlskit.errors import AcmeError
 
@@ -56,13 +56,4 @@ _LAZY = {
 # Hidden from mypy, which would otherwise type every unknown attribute of the package as
 # Any; it reads the names from the TYPE_CHECKING imports instead.
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> Any:
-        if name not in _LAZY:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later lookups find it without coming here
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted(set(globals()) | set(__all__))
+    __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
