@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from cryptography import x509
 
@@ -32,6 +33,19 @@ def server_ext(*names: str) -> str:
         f"subjectAltName={sans}\n"
         "authorityKeyIdentifier=keyid\n"
     )
+
+
+class KeySpec(TypedDict, total=False):
+    """The key and digest options of root() and issue(), for tables of cases."""
+
+    key: str
+    md: str
+
+
+class RootSpec(KeySpec, total=False):
+    """root()'s options: a key spec and the extensions."""
+
+    ext: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,3 +218,38 @@ def test_missing_files_and_rootless_bundle(issued: Path, ca_dir: Path, run_cli) 
         ),
         "self-signed",
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "subject", "fix"),
+    [
+        ("sha1-leaf", "signature_too_weak", "CN=alice", "signed with SHA-256"),
+        ("rsa1024-leaf", "key_too_weak", "CN=alice", "ec-p256"),
+        ("no-digitalSignature", "wrong_purpose", "CN=alice", "issue a client certificate"),
+        ("serverAuth-only-ca", "wrong_purpose", "CN=Sub", "reissue the CA CN=Sub"),
+    ],
+)
+def test_openssl_made_chains_cryptography_accepts_or_misnames(
+    tmp_path: Path, run_cli, kind: str, code: str, subject: str, fix: str
+) -> None:
+    from tests.opensslpki import CA_EXT, CLIENT_EXT, KeySpec, OpenSSLPKI
+
+    pki = OpenSSLPKI(tmp_path / "pki")
+    root = pki.root("Root")
+    sub_ext = CA_EXT + "authorityKeyIdentifier=keyid\n"
+    if kind == "serverAuth-only-ca":
+        sub_ext += "extendedKeyUsage=serverAuth\n"
+    sub = pki.issue("Sub", root, ext=sub_ext)
+    ext = CLIENT_EXT
+    if kind == "no-digitalSignature":
+        ext = CLIENT_EXT.replace("digitalSignature", "keyEncipherment")
+    specs: dict[str, KeySpec] = {"sha1-leaf": {"md": "sha1"}, "rsa1024-leaf": {"key": "rsa:1024"}}
+    extra = specs.get(kind, KeySpec())
+    leaf = pki.issue("alice", sub, ext=ext, **extra)
+    chain = pki.bundle("alice-chain", leaf, sub)
+    r = run_cli("cert", "verify", chain, "--ca", root.cert, "--purpose", "client", "--json")
+    assert r.code == 1, r.out + r.err
+    data = json.loads(r.out)
+    assert data["code"] == code and data["subject"] == subject
+    assert subject in data["explanation"] and fix in data["fix"]
+    assert "does not match" not in data["explanation"]

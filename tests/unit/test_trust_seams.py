@@ -37,3 +37,10 @@ def test_templates_format_with_the_documented_fields(code: ReasonCode) -> None:
     fields = {"subject": "CN=x", "role": "client's certificate", "detail": "d", "purpose": "client"}
     assert REASONS[code].explanation.format(**fields)
     assert REASONS[code].fix.format(**fields)
+
+
+@pytest.mark.parametrize("code", [c for c in ReasonCode if REASONS[c].ca_fix])
+def test_a_ca_fix_formats_and_names_the_ca(code: ReasonCode) -> None:
+    fields = {"subject": "CN=Sub", "role": "intermediate CA", "detail": "d", "purpose": "client"}
+    assert "CN=Sub" in REASONS[code].ca_fix.format(**fields)
+    assert "below it" in REASONS[code].ca_fix.format(**fields)

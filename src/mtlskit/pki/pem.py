@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -143,6 +144,13 @@ def load_private_key(
         _pem_check(data, path, b"ENCRYPTED PRIVATE KEY" if encrypted else _key_label(data))
     try:
         key = serialization.load_pem_private_key(data, password if encrypted else None)
+    except UnsupportedAlgorithm as exc:
+        raise CertificateLoadError(
+            path,
+            f"a private key of a kind TLS peers refuse ({exc})",
+            "make a new ec-p256 key and certificate (mtlskit ca issue, or openssl req "
+            "-newkey ec -pkeyopt ec_paramgen_curve:P-256)",
+        ) from exc
     except TypeError as exc:
         raise KeyPasswordError(
             f"{path}: the private key is encrypted and no password was given",

@@ -11,14 +11,15 @@ from cryptography import x509
 
 from mtlskit.trust._ext import extension
 from mtlskit.trust._verifier import validate
-from mtlskit.trust.diagnose import diagnose, role_of
+from mtlskit.trust.checks import check_path, role_of
+from mtlskit.trust.diagnose import diagnose
 from mtlskit.trust.reasons import (
-    REASONS,
     STEPS,
     Finding,
     Purpose,
     ReasonCode,
     display_name,
+    explain,
 )
 from mtlskit.trust.revocation import RevocationList, check_revocation
 
@@ -78,23 +79,17 @@ def _result(
     notes: tuple[str, ...],
     chain: tuple[x509.Certificate, ...] = (),
 ) -> VerificationResult:
-    reason = REASONS[finding.code]
-    fields = {
-        "subject": finding.subject,
-        "role": finding.role,
-        "detail": finding.detail,
-        "purpose": purpose,
-    }
+    text, fix = explain(finding, purpose)
     step = STEPS[purpose]
     verdict = "passes" if finding.code is ReasonCode.OK else "breaks"
-    explanation = f"{reason.explanation.format(**fields)}; this {verdict} {step}"
+    explanation = f"{text}; this {verdict} {step}"
     return VerificationResult(
         valid=finding.code is ReasonCode.OK,
         code=finding.code,
         subject=finding.subject,
         path=tuple(display_name(c) for c in path),
         explanation=explanation,
-        fix=reason.fix.format(**fields),
+        fix=fix,
         step=step,
         purpose=purpose,
         details=dict(finding.details),
@@ -129,7 +124,9 @@ def verify_chain(
 ) -> VerificationResult:
     """Verify a peer's chain for a purpose and explain the result.
 
-    Path validation is cryptography's (WebPKI profile); this adds CRL checks and, when
+    Path validation is cryptography's (WebPKI profile); this adds the checks OpenSSL makes
+    that it does not (trust.checks.check_path: key usage and EKU on every certificate, key
+    sizes and signature hashes of OpenSSL's default security level), CRL checks and, when
     the chain is rejected, pure checks that name the reason and the certificate.
 
     Args:
@@ -146,7 +143,8 @@ def verify_chain(
         max_depth: the most intermediates a path may hold.
 
     Returns:
-        A VerificationResult; valid only if the validator accepted the path.
+        A VerificationResult; valid only if the validator accepted the path and no
+        check_path or CRL finding objects.
     """
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     notes: tuple[str, ...] = ()
@@ -172,6 +170,11 @@ def verify_chain(
         )
         return _result(finding, purpose, walked.path, notes)
     chain = outcome.chain
+    # cryptography's validator is narrower than OpenSSL in places (RSA-1024 and P-192
+    # leaves, a leaf without digitalSignature): what OpenSSL would refuse is not ok.
+    stricter = check_path(chain, purpose, now, complete=True)
+    if stricter:
+        return _result(stricter[0], purpose, chain, notes)
     roles = [role_of(i, len(chain), purpose, True) for i in range(len(chain))]
     revoked, crl_notes = check_revocation(chain, crls, now, roles)
     notes += crl_notes

@@ -9,16 +9,15 @@ from datetime import datetime
 from typing import Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from mtlskit.trust._ext import UNREADABLE, authority_key_id, extension, subject_key_id
+from mtlskit.trust.checks import check_path, role_of
 from mtlskit.trust.reasons import Finding, Purpose, ReasonCode, display_name
 
 __all__ = ["Walk", "diagnose", "is_self_signed", "role_of", "split_trust", "walk"]
 
 _MAX_WALK = 16
-_EKU = {"client": ExtendedKeyUsageOID.CLIENT_AUTH, "server": ExtendedKeyUsageOID.SERVER_AUTH}
 End = Literal["anchor", "unknown_issuer", "self_signed", "missing_intermediate", "bad_signature"]
 
 
@@ -41,9 +40,22 @@ class Walk:
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except ValueError:
+        # cryptography refuses to check legacy hashes (SHA-1, MD5) at all. Such a link is
+        # followed unchecked: whatever its signature, OpenSSL refuses the hash, and the
+        # strength check names it (signature_too_weak) rather than calling it a forgery.
+        return _legacy_hash(cert) and cert.issuer == issuer.subject
+    except (TypeError, InvalidSignature):
         return False
     return True
+
+
+def _legacy_hash(cert: x509.Certificate) -> bool:
+    try:
+        digest = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return False
+    return digest is not None and digest.name in {"md5", "sha1"}
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
@@ -121,51 +133,6 @@ def walk(
     return Walk(tuple(path), "unknown_issuer")
 
 
-def role_of(index: int, length: int, purpose: Purpose, complete: bool) -> str:
-    """How to call the certificate at a path position: "client certificate", "root CA"..."""
-    if index == 0:
-        return f"{purpose}'s certificate"
-    if complete and index == length - 1:
-        return "root CA"
-    return "intermediate CA"
-
-
-def _stamp(when: datetime) -> str:
-    return when.strftime("%Y-%m-%d %H:%M") + "Z"
-
-
-def _dates(cert: x509.Certificate, now: datetime, role: str) -> Finding | None:
-    if now > cert.not_valid_after_utc:
-        return Finding(
-            ReasonCode.EXPIRED,
-            display_name(cert),
-            role,
-            _stamp(cert.not_valid_after_utc),
-            {"not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")},
-        )
-    if now < cert.not_valid_before_utc:
-        return Finding(
-            ReasonCode.NOT_YET_VALID,
-            display_name(cert),
-            role,
-            _stamp(cert.not_valid_before_utc),
-            {"not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ")},
-        )
-    return None
-
-
-def _not_ca(cert: x509.Certificate) -> str:
-    bc = extension(cert, x509.BasicConstraints)
-    if bc is None:
-        return "it has no basicConstraints extension"
-    if not bc.ca:
-        return "its basicConstraints say CA:FALSE"
-    ku = extension(cert, x509.KeyUsage)
-    if ku is not None and not ku.key_cert_sign:
-        return "its key usage lacks keyCertSign"
-    return ""
-
-
 def _path_length(path: Sequence[x509.Certificate], max_depth: int | None) -> tuple[int, str]:
     """(index of the concerned certificate, detail) when a length limit is exceeded."""
     if max_depth is not None and len(path) - 2 > max_depth:
@@ -181,26 +148,6 @@ def _path_length(path: Sequence[x509.Certificate], max_depth: int | None) -> tup
                 "certificate(s) follow it in the path"
             )
     return -1, ""
-
-
-def _purpose(cert: x509.Certificate, purpose: Purpose, leaf: bool) -> str:
-    if leaf:
-        bc = extension(cert, x509.BasicConstraints)
-        if bc is not None and bc.ca:
-            return "it is a CA certificate (basicConstraints CA:TRUE), not an end-entity one"
-    eku = extension(cert, x509.ExtendedKeyUsage)
-    wanted = _EKU[purpose]
-    if (
-        eku is not None
-        and wanted not in eku
-        and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku
-    ):
-        names = ", ".join(getattr(o, "_name", o.dotted_string) for o in eku) or "none"
-        return f"its extended key usage is [{names}] and lacks {purpose}Auth"
-    ku = extension(cert, x509.KeyUsage)
-    if leaf and ku is not None and not (ku.digital_signature or ku.key_agreement):
-        return "its key usage lacks digitalSignature, needed to sign the TLS handshake"
-    return ""
 
 
 def _sans(cert: x509.Certificate) -> list[x509.GeneralName]:
@@ -313,7 +260,8 @@ def diagnose(
     """Explain why the validator rejected a chain; never says it is valid.
 
     The checks run from the most to the least fundamental: a path to a trusted root,
-    dates, CA flags, path length, purpose, names. If none applies, the validator's own
+    then check_path's (dates, CA flags, purpose, key and signature strength), path
+    length, names. If none applies, the validator's own
     message is passed on as a policy_violation.
     """
     w = walk(leaf, intermediates, anchors, hints)
@@ -325,24 +273,16 @@ def diagnose(
     structural = _structure(w, purpose, complete)
     if structural is not None:
         return structural, w
-    roles = [role_of(i, n, purpose, complete) for i in range(n)]
-    for i, cert in enumerate(w.path):
-        found = _dates(cert, now, roles[i])
-        if found is not None:
-            return found, w
-    for i, cert in enumerate(w.path[1:], start=1):
-        why = _not_ca(cert)
-        if why:
-            return Finding(ReasonCode.ISSUER_NOT_CA, display_name(cert), roles[i], why), w
+    found = check_path(w.path, purpose, now, complete=complete)
+    if found:
+        return found[0], w
     index, why = _path_length(w.path, max_depth)
     if why:
-        return Finding(ReasonCode.PATH_TOO_LONG, display_name(w.path[index]), roles[index], why), w
-    for i, cert in enumerate(w.path[:-1] if complete else w.path):
-        why = _purpose(cert, purpose, i == 0)
-        if why:
-            return Finding(ReasonCode.WRONG_PURPOSE, display_name(cert), roles[i], why), w
+        role = role_of(index, n, purpose, complete)
+        return Finding(ReasonCode.PATH_TOO_LONG, display_name(w.path[index]), role, why), w
     named = _names(leaf, purpose, host)
     if named is not None:
         return named, w
     detail = validator_error or "the validator rejected the path"
-    return Finding(ReasonCode.POLICY_VIOLATION, display_name(leaf), roles[0], detail), w
+    role = role_of(0, n, purpose, complete)
+    return Finding(ReasonCode.POLICY_VIOLATION, display_name(leaf), role, detail), w

@@ -10,6 +10,7 @@ from typing import Literal
 from cryptography import x509
 
 __all__ = [
+    "CA_ROLES",
     "REASONS",
     "STEPS",
     "Finding",
@@ -17,6 +18,7 @@ __all__ = [
     "Reason",
     "ReasonCode",
     "display_name",
+    "explain",
 ]
 
 Purpose = Literal["client", "server"]
@@ -48,6 +50,14 @@ class ReasonCode(StrEnum):
     SELF_SIGNED_UNTRUSTED = "self_signed_untrusted"
     MALFORMED = "malformed"
     POLICY_VIOLATION = "policy_violation"
+    KEY_TOO_WEAK = "key_too_weak"
+    SIGNATURE_TOO_WEAK = "signature_too_weak"
+    KEY_UNSUPPORTED = "key_unsupported"
+
+
+# Roles (Finding.role) of certificates that issue others: their fix also covers what they
+# issued, so a Reason may give them a fix of their own (Reason.ca_fix).
+CA_ROLES = frozenset({"intermediate CA", "root CA", "self-signed root"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +69,14 @@ class Reason:
         meaning: one line for the documentation table.
         explanation: template; fields {subject}, {role}, {detail}, {purpose}.
         fix: template; the same fields.
+        ca_fix: the fix when the certificate at fault is a CA (CA_ROLES); "" uses fix.
     """
 
     code: ReasonCode
     meaning: str
     explanation: str
     fix: str
+    ca_fix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +104,29 @@ def display_name(cert: x509.Certificate | x509.Name) -> str:
     return name.rfc4514_string() or "(empty subject)"
 
 
-def _r(code: ReasonCode, meaning: str, explanation: str, fix: str) -> Reason:
-    return Reason(code, meaning, explanation, fix)
+def _r(code: ReasonCode, meaning: str, explanation: str, fix: str, ca_fix: str = "") -> Reason:
+    return Reason(code, meaning, explanation, fix, ca_fix)
+
+
+def explain(finding: Finding, purpose: Purpose) -> tuple[str, str]:
+    """A finding's explanation and fix for people, from its Reason's templates.
+
+    Args:
+        finding: what a check found.
+        purpose: what the chain was checked for.
+
+    Returns:
+        (explanation, fix); the explanation does not name the seed step.
+    """
+    reason = REASONS[finding.code]
+    fields = {
+        "subject": finding.subject,
+        "role": finding.role,
+        "detail": finding.detail,
+        "purpose": purpose,
+    }
+    fix = reason.ca_fix if reason.ca_fix and finding.role in CA_ROLES else reason.fix
+    return reason.explanation.format(**fields), fix.format(**fields)
 
 
 REASONS: Mapping[ReasonCode, Reason] = {
@@ -140,6 +173,9 @@ REASONS: Mapping[ReasonCode, Reason] = {
             "the {role} {subject} may not be used for {purpose} authentication: {detail}",
             "issue a {purpose} certificate (mtlskit ca issue {purpose} ...); a CA's EKU, if "
             "present, must include {purpose}Auth",
+            "reissue the CA {subject} with {purpose}Auth in its extendedKeyUsage (or without "
+            "an extendedKeyUsage), then reissue the certificates below it; the fault is in "
+            "this CA, not in the leaf",
         ),
         _r(
             ReasonCode.NAME_MISMATCH,
@@ -165,6 +201,9 @@ REASONS: Mapping[ReasonCode, Reason] = {
             "the {role} {subject} is used as an issuer but is not a CA: {detail}",
             "issue leaves only from a CA certificate (basicConstraints CA:TRUE, keyCertSign); "
             "mtlskit's intermediate is one",
+            "reissue {subject} as a CA (basicConstraints CA:TRUE, keyUsage keyCertSign), "
+            "then the certificates below it; or issue them from a CA that is one (mtlskit's "
+            "intermediate is)",
         ),
         _r(
             ReasonCode.PATH_TOO_LONG,
@@ -201,6 +240,38 @@ REASONS: Mapping[ReasonCode, Reason] = {
             "the {role} {subject} breaks the certificate profile: {detail}",
             "re-issue the certificate from a CA that follows the profile (mtlskit does, "
             "with EC P-256/P-384 or RSA keys)",
+        ),
+        _r(
+            ReasonCode.KEY_TOO_WEAK,
+            "a certificate's key is smaller than OpenSSL's default security level allows "
+            "(RSA/DSA under 2048 bits, EC under 224 bits)",
+            "the {role} {subject} has a key too weak for OpenSSL's default security level: "
+            "{detail}",
+            "reissue {subject} with a new ec-p256 key (or RSA of 2048 bits or more), e.g. "
+            "'mtlskit ca issue {purpose} ...' or 'openssl req -newkey ec -pkeyopt "
+            "ec_paramgen_curve:P-256'",
+            "reissue the CA {subject} with a new ec-p256 key (or RSA of 2048 bits or more), "
+            "then reissue every certificate below it (their signatures come from the old key)",
+        ),
+        _r(
+            ReasonCode.SIGNATURE_TOO_WEAK,
+            "a certificate is signed with a hash OpenSSL's default security level refuses "
+            "(MD5, SHA-1)",
+            "the {role} {subject} is signed with a hash too weak for OpenSSL's default "
+            "security level: {detail}",
+            "have its CA reissue {subject} signed with SHA-256 (openssl x509 -req -sha256, "
+            "openssl ca -md sha256; mtlskit always signs with SHA-256 or better)",
+            "have the issuer of the CA {subject} re-sign it with SHA-256 (the same key and "
+            "name keep the certificates below it valid)",
+        ),
+        _r(
+            ReasonCode.KEY_UNSUPPORTED,
+            "a certificate's key is on an elliptic curve TLS peers do not sign with (only "
+            "P-256, P-384 and P-521 are)",
+            "the {role} {subject} has a key TLS cannot use: {detail}",
+            "reissue {subject} with an ec-p256 key (or ec-p384 / RSA 2048+)",
+            "reissue the CA {subject} with an ec-p256 key (or ec-p384 / RSA 2048+), then "
+            "reissue every certificate below it",
         ),
     )
 }
