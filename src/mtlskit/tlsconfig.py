@@ -16,9 +16,10 @@ from typing import Any, Final, Protocol
 from cryptography import x509
 from OpenSSL import SSL
 
-from mtlskit.errors import TLSConfigError
+from mtlskit.errors import MtlsKitError, TLSConfigError
 from mtlskit.pki.files import read_file
 from mtlskit.pki.pem import key_matches_certificate, load_certificates, load_private_key
+from mtlskit.trust import check_strength, explain
 
 __all__ = [
     "SESSION_TIMEOUT",
@@ -243,6 +244,43 @@ def _alpn_select(ours: tuple[bytes, ...]) -> _AlpnCallback:
     return select
 
 
+def _refusal(
+    cert: Path, key: Path | None, password: bytes | None, shown: str, exc: ssl.SSLError
+) -> TLSConfigError:
+    """Why OpenSSL refused a client certificate and key, never guessed.
+
+    A mismatch is claimed only when the public keys differ. When they match, the cause is
+    the certificate itself (OpenSSL's security level: an RSA-1024 key, a SHA-1 signature,
+    "ee key too small" / "ca md too weak"), told as `cert verify` tells it.
+    """
+    reason = exc.reason or str(exc)
+    try:
+        chain = load_certificates(read_file(cert, "the client certificate"), cert)
+        private_key = load_private_key(
+            read_file(key or cert, "the client private key"), key or cert, password=password
+        )
+    except MtlsKitError:
+        return TLSConfigError(
+            f"OpenSSL refused {shown} ({reason})", "check the certificate and key files"
+        )
+    if not key_matches_certificate(private_key, chain[0]):
+        return TLSConfigError(
+            f"{key or cert} does not match {shown} ({chain[0].subject.rfc4514_string()}): "
+            "their public keys differ",
+            "give the key created with that certificate",
+        )
+    weak = check_strength(chain, "client", complete=False)
+    if not weak:
+        return TLSConfigError(
+            f"OpenSSL refused {shown} ({reason}); its key matches the certificate",
+            "check the certificate with 'mtlskit cert verify --purpose client'",
+        )
+    text, fix = explain(weak[0], "client")
+    return TLSConfigError(
+        f"{shown}: {weak[0].code.value}: {text}; OpenSSL will not send it ({reason})", fix
+    )
+
+
 def client_context(
     *,
     ca: Path | None = None,
@@ -251,11 +289,23 @@ def client_context(
     key_password: bytes | None = None,
     min_version: str = "1.2",
     check_hostname: bool = True,
+    shown_as: str | None = None,
 ) -> ssl.SSLContext:
     """Build a client context: verify the server against `ca` (or the system store).
 
+    Args:
+        ca: roots for the server chain; None uses the system store.
+        cert: the client certificate (PEM, may hold the chain).
+        key: its private key (None: in `cert`).
+        key_password: the key's password.
+        min_version: "1.2" or "1.3".
+        check_hostname: match the server certificate against the server name.
+        shown_as: how errors name the certificate (a PKCS#12 unpacked to a temp file).
+
     Raises:
-        TLSConfigError: unreadable files or a key that does not match the certificate.
+        TLSConfigError: unreadable files, a key that does not match the certificate (the
+            public keys compared), or a certificate OpenSSL's security level refuses
+            (with the trust module's reason code and fix).
     """
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca else None)
     _harden(ctx, min_version)
@@ -264,10 +314,7 @@ def client_context(
         try:
             ctx.load_cert_chain(cert, key, password=key_password)
         except ssl.SSLError as exc:
-            raise TLSConfigError(
-                f"{key or cert} does not match {cert} ({exc.reason})",
-                "give the key created with that certificate",
-            ) from exc
+            raise _refusal(cert, key, key_password, shown_as or str(cert), exc) from exc
         except OSError as exc:
             raise TLSConfigError(f"cannot read {cert}: {exc.strerror}", "check the path") from exc
     return ctx

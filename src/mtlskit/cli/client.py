@@ -136,6 +136,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
             )
         verdict = "verified" if server["verified"] else f"NOT verified: {server['reason']}"
         print(f"  {verdict} against {server['trust']}", file=out)
+        if server["fix"]:
+            print(f"  {server['explanation']}", file=out)
+            print(f"  fix: {server['fix']}", file=out)
     print(f"client certificate: {auth['requested']}", file=out)
     for name in auth["ca_names"]:
         print(f"  accepts CA {name}", file=out)
@@ -156,6 +159,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         print(f"  intermediate included     {_yes(pre.intermediate_included)}", file=out)
         for problem in pre.problems:
             print(f"  problem: {problem}", file=out)
+        if pre.fix:
+            print(f"  fix ({pre.code}, {pre.at_fault}): {pre.fix}", file=out)
     print("steps:", file=out)
     for line in [*step_lines(report.trace), *verdict_lines(report.trace)]:
         print(line, file=out)

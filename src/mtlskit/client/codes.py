@@ -87,8 +87,21 @@ FAILURES: Mapping[str, Failure] = {
         _f(
             "server_cert_wrong_purpose",
             5,
-            "the server certificate may not be used for serverAuth (EKU or key usage)",
-            "issue a server certificate (mtlskit ca issue server ...)",
+            "the server certificate (or a CA above it) may not be used for serverAuth (EKU "
+            "or key usage)",
+            "issue a server certificate (mtlskit ca issue server ...); when the explanation "
+            "names a CA, reissue that CA with serverAuth in its EKU (or without one), then "
+            "the certificates below it",
+        ),
+        _f(
+            "server_cert_weak",
+            5,
+            "a certificate in the server's chain has a key or signature hash OpenSSL's default "
+            "security level refuses (RSA under 2048 bits, EC under 224 bits or on a curve TLS "
+            "does not sign with, SHA-1/MD5): current clients refuse it",
+            "reissue the certificate named with an ec-p256 key (or RSA 2048+), signed with "
+            "SHA-256, and reload the server; for a CA, reissue the CA, then the certificates "
+            "below it",
         ),
         _f(
             "client_cert_required",
@@ -152,6 +165,9 @@ _SERVER_CODES = {
     "name_mismatch": "server_name_mismatch",
     "wrong_purpose": "server_cert_wrong_purpose",
     "missing_intermediate": "server_chain_incomplete",
+    "key_too_weak": "server_cert_weak",
+    "signature_too_weak": "server_cert_weak",
+    "key_unsupported": "server_cert_weak",
 }
 
 

@@ -19,8 +19,8 @@ from cryptography import x509
 
 from mtlskit.client.events import Recorder
 from mtlskit.client.observed import Handshake
-from mtlskit.client.tlswire import WireError, certificate_list
-from mtlskit.errors import ConfigError
+from mtlskit.client.tlswire import WireError, certificate_list, certificate_request
+from mtlskit.errors import CertificateLoadError, ConfigError
 from mtlskit.pki.files import PRIVATE, OutputFile, read_file, write_files
 from mtlskit.pki.pem import (
     certs_to_pem,
@@ -29,12 +29,13 @@ from mtlskit.pki.pem import (
     private_key_to_pem,
 )
 from mtlskit.tlsconfig import client_context
-from mtlskit.trust import VerificationResult, verify_chain
+from mtlskit.trust import VerificationResult, check_strength, explain, verify_chain
 
 __all__ = [
     "Attempt",
     "ClientIdentity",
     "ServerTrust",
+    "ca_names",
     "chain_complete",
     "connect",
     "identity_context",
@@ -91,7 +92,18 @@ def load_identity(
     if key is None and bundle.key is None:
         raise ConfigError("--cert needs --key", "give the client's private key with --key")
     if key is not None:
-        load_private_key(read_file(key, "the client private key"), key, password=password)
+        try:
+            load_private_key(read_file(key, "the client private key"), key, password=password)
+        except CertificateLoadError as exc:
+            # A key cryptography cannot read (an EC curve outside P-256/384/521): say what
+            # `cert verify` says of the certificate, which names the code and the fix.
+            weak = check_strength(bundle.certificates, "client", complete=False)
+            if not weak:
+                raise
+            text, fix = explain(weak[0], "client")
+            raise ConfigError(
+                f"{cert}: {weak[0].code.value}: {text}; no TLS peer will take it", fix
+            ) from exc
     return ClientIdentity(bundle.certificates, Path(cert), Path(key) if key else None, password)
 
 
@@ -116,7 +128,12 @@ def identity_context(identity: ClientIdentity | None, **kwargs: object) -> Itera
                 OutputFile(key_path, private_key_to_pem(bundle.key), PRIVATE),
             ]
         )
-        yield client_context(cert=cert_path, key=key_path, **kwargs)  # type: ignore[arg-type]
+        yield client_context(
+            cert=cert_path,
+            key=key_path,
+            shown_as=str(identity.cert),
+            **kwargs,  # type: ignore[arg-type]
+        )
 
 
 @dataclass
@@ -327,3 +344,22 @@ def system_trust() -> ServerTrust:
     paths = ssl.get_default_verify_paths()
     ca_file = Path(paths.cafile) if paths.cafile else None
     return ServerTrust(tuple(roots), (), f"system store ({len(roots)} roots)", ca_file)
+
+
+def ca_names(a: Attempt) -> tuple[list[bytes] | None, str]:
+    """The CA names of the server's CertificateRequest, and where they came from.
+
+    Returns:
+        (DER names or None, source): "tls12_certificate_request" or
+        "tls13_certificate_request"; "not_requested"; "unavailable" (no message callback
+        in this Python, or an unreadable message).
+    """
+    found = a.recorder.message("server", "CertificateRequest")
+    if found is None:
+        return None, "not_requested" if a.recorder.available else "unavailable"
+    try:
+        names = certificate_request(found[0], tls13=found[1])
+    except WireError as exc:
+        a.errors.append(f"CertificateRequest: {exc}")
+        return None, "unavailable"
+    return names, "tls13_certificate_request" if found[1] else "tls12_certificate_request"

@@ -88,10 +88,15 @@ class Observation(Handshake):
         servername: the name asked for (SNI) and checked.
         server_reason: the trust module's reason code for the server chain ("" unchecked).
         server_explanation: its explanation.
+        server_fix: its fix, for the certificate at fault.
         chain_complete: the server sent every certificate up to a root we trust.
         server_chain: subjects of the server's certificates as sent.
         client_chain: subjects of the client certificates we offered.
         preflight_cause: the most likely local cause if the server rejects the client.
+        preflight_fix: the fix for the certificate the preflight found at fault ("" when
+            it found none, or only a problem of CA names).
+        client_fine: when the preflight found the client's certificate sound, that
+            finding in words ("the client certificate CN=a is valid until ...").
         http_status: the HTTP status of a request (0 for none).
         http_reason: the body line of a 403 ("403 Forbidden: <reason>").
     """
@@ -99,10 +104,13 @@ class Observation(Handshake):
     servername: str = ""
     server_reason: str = ""
     server_explanation: str = ""
+    server_fix: str = ""
     chain_complete: bool | None = None
     server_chain: tuple[str, ...] = ()
     client_chain: tuple[str, ...] = ()
     preflight_cause: str = ""
+    preflight_fix: str = ""
+    client_fine: str = ""
     http_status: int = 0
     http_reason: str = ""
 

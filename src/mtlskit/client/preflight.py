@@ -11,7 +11,8 @@ from cryptography import x509
 
 from mtlskit.client.tlswire import name_text
 from mtlskit.pki.describe import eku_name
-from mtlskit.trust.reasons import display_name
+from mtlskit.trust.checks import check_path
+from mtlskit.trust.reasons import ReasonCode, display_name, explain
 
 __all__ = ["Preflight", "preflight"]
 
@@ -33,6 +34,10 @@ class Preflight:
             as issuer or subject; None when the server listed no names.
         accepted_via: the acceptable CA name it matched.
         problems: each failed check, one line each, most likely cause first.
+        code: the trust reason code of the first problem of the certificates themselves
+            (trust.check_path, the checks `cert verify` makes), "ok" when none.
+        at_fault: the subject of the certificate that code concerns ("" when ok).
+        fix: what to do about it ("" when ok).
     """
 
     certificate: str
@@ -45,6 +50,21 @@ class Preflight:
     chains_to_accepted_ca: bool | None
     accepted_via: str | None
     problems: tuple[str, ...]
+    code: str = "ok"
+    at_fault: str = ""
+    fix: str = ""
+
+    @property
+    def clean_bill(self) -> str:
+        """The preflight's clean bill in words, or "" when it found a problem."""
+        if self.problems:
+            return ""
+        named = " under a CA the server names" if self.chains_to_accepted_ca else ""
+        return (
+            f"the client certificate {self.certificate} checks out (valid until "
+            f"{self.not_after}, sent with its intermediate{named}, passing the checks of "
+            "'mtlskit cert verify')"
+        )
 
     @property
     def likely_cause(self) -> str:
@@ -64,6 +84,9 @@ class Preflight:
             "chains_to_accepted_ca": self.chains_to_accepted_ca,
             "accepted_via": self.accepted_via,
             "problems": list(self.problems),
+            "code": self.code,
+            "at_fault": self.at_fault,
+            "fix": self.fix,
         }
 
 
@@ -95,20 +118,18 @@ def preflight(
     """
     leaf = chain[0]
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
-    problems: list[str] = []
-    expired = [c for c in chain if not c.not_valid_before_utc <= now <= c.not_valid_after_utc]
-    for cert in expired:
-        when = cert.not_valid_after_utc.isoformat()
-        verb = "expired on" if now > cert.not_valid_after_utc else "is not valid before"
-        if now <= cert.not_valid_after_utc:
-            when = cert.not_valid_before_utc.isoformat()
-        problems.append(f"the certificate {display_name(cert)} {verb} {when}")
+    # The same per-certificate checks as `cert verify` (one implementation): dates, CA
+    # flags, purpose on every certificate, OpenSSL's security level. The root is not
+    # sent as a rule, so the path is complete only when the client sends a self-signed top.
+    top = chain[-1]
+    findings = check_path(
+        chain, "client", now, complete=len(chain) > 1 and top.issuer == top.subject
+    )
+    problems = [explain(f, "client")[0] for f in findings]
+    dated = {ReasonCode.EXPIRED, ReasonCode.NOT_YET_VALID}
+    first = findings[0] if findings else None
     eku = _eku(leaf)
     client_auth = eku is None or "clientAuth" in eku or "anyExtendedKeyUsage" in eku
-    if not client_auth:
-        problems.append(
-            f"the leaf's extendedKeyUsage is {', '.join(eku or ())}, without clientAuth"
-        )
     subjects = {c.subject.public_bytes() for c in chain}
     included = leaf.issuer == leaf.subject or leaf.issuer.public_bytes() in subjects
     matched: str | None = None
@@ -141,7 +162,7 @@ def preflight(
     return Preflight(
         certificate=display_name(leaf),
         chain=tuple(display_name(c) for c in chain),
-        valid_now=not expired,
+        valid_now=not any(f.code in dated for f in findings),
         not_after=leaf.not_valid_after_utc.isoformat(),
         client_auth=client_auth,
         eku=eku or (),
@@ -149,4 +170,7 @@ def preflight(
         chains_to_accepted_ca=chains,
         accepted_via=matched,
         problems=tuple(problems),
+        code=first.code.value if first else "ok",
+        at_fault=first.subject if first else "",
+        fix=explain(first, "client")[1] if first else "",
     )

@@ -13,6 +13,7 @@ from mtlskit.client.connect import (
     Attempt,
     ClientIdentity,
     ServerTrust,
+    ca_names,
     chain_complete,
     connect,
     identity_context,
@@ -20,7 +21,7 @@ from mtlskit.client.connect import (
     verify_server,
 )
 from mtlskit.client.preflight import Preflight, preflight
-from mtlskit.client.tlswire import WireError, certificate_request, name_text
+from mtlskit.client.tlswire import name_text
 from mtlskit.client.trace import Observation, Trace, walk
 from mtlskit.pki.describe import describe_certificate
 from mtlskit.trust import VerificationResult
@@ -71,6 +72,7 @@ class ProbeReport:
                 "verified": v.valid if v else None,
                 "reason": v.code.value if v else None,
                 "explanation": v.explanation if v else None,
+                "fix": v.fix if v and not v.valid else None,
                 "trust": self.trust_source,
             },
             "client_auth": {
@@ -115,18 +117,6 @@ def _attempt(
         return connect(
             host, port, ctx, servername=servername, timeout=timeout, settle=min(_SETTLE, timeout)
         )
-
-
-def _ca_names(a: Attempt) -> tuple[list[bytes] | None, str]:
-    found = a.recorder.message("server", "CertificateRequest")
-    if found is None:
-        return None, "not_requested" if a.recorder.available else "unavailable"
-    try:
-        names = certificate_request(found[0], tls13=found[1])
-    except WireError as exc:
-        a.errors.append(f"CertificateRequest: {exc}")
-        return None, "unavailable"
-    return names, "tls13_certificate_request" if found[1] else "tls12_certificate_request"
 
 
 def _requested(a: Attempt, identity_sent: bool, host: str, port: int, sn: str, t: float) -> str:
@@ -177,7 +167,7 @@ def probe(
     sent, source = server_chain(a)
     result = verify_server(sent, trust, host=sn, now=now) if sent else None
     complete = chain_complete(sent, trust.anchors) if sent else None
-    names, names_source = _ca_names(a)
+    names, names_source = ca_names(a)
     client_sent = any(
         e.sender == "client" and e.name == "Certificate" and (e.count or 0) > 0
         for e in a.recorder.events
@@ -189,10 +179,13 @@ def probe(
         servername=sn,
         server_reason=result.code.value if result else "",
         server_explanation=result.explanation if result else "",
+        server_fix=result.fix if result else "",
         chain_complete=complete,
         server_chain=tuple(c.subject.rfc4514_string() for c in sent),
         client_chain=tuple(c.subject.rfc4514_string() for c in identity.chain) if identity else (),
         preflight_cause=pre.likely_cause if pre else "",
+        preflight_fix=pre.fix if pre else "",
+        client_fine=pre.clean_bill if pre else "",
     )
     notes = list(a.errors) + list(a.recorder.errors)
     if source == "peer_leaf_only":

@@ -16,12 +16,14 @@ from mtlskit.client.connect import (
     Attempt,
     ClientIdentity,
     ServerTrust,
+    ca_names,
     chain_complete,
     connect,
     identity_context,
     server_chain,
     verify_server,
 )
+from mtlskit.client.preflight import preflight
 from mtlskit.client.trace import Observation, Trace, walk
 from mtlskit.errors import ConfigError
 
@@ -186,15 +188,21 @@ def request(
             a.note(after="closed")
             a.errors.append(f"reading the response: {exc}")
     a.close()  # fail closed: an unverified connection never carries the request
+    # The same preflight as probe's, so both name the same cause for a refusal.
+    pre = preflight(identity.chain, ca_names(a)[0], now=now) if identity else None
     obs = Observation.of(
         # an alert after the request means the server did not accept the client
         replace(a.facts, established=a.facts.established and a.facts.after != "alert"),
         servername=sn,
         server_reason=result.code.value if result else "",
         server_explanation=result.explanation if result else "",
+        server_fix=result.fix if result else "",
         chain_complete=chain_complete(sent, trust.anchors) if sent else None,
         server_chain=tuple(c.subject.rfc4514_string() for c in sent),
         client_chain=tuple(c.subject.rfc4514_string() for c in identity.chain) if identity else (),
+        preflight_cause=pre.likely_cause if pre else "",
+        preflight_fix=pre.fix if pre else "",
+        client_fine=pre.clean_bill if pre else "",
         http_status=response.status if response else 0,
         http_reason=_denial(response.body) if response and response.status == 403 else "",
     )

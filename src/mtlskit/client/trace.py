@@ -42,6 +42,33 @@ _CLIENT_ALERTS = {
     45: "client_cert_expired",
     44: "client_cert_revoked",
 }
+# A server's refusal that the client's own certificate does not explain (the preflight
+# found it valid now, sent with its intermediate, under a CA the server names): what in
+# the server's own state makes OpenSSL send that alert (ssl_verify_alarm_type), and the
+# fix there. The client's certificate is then fine and reissuing it would change nothing.
+_SERVER_SIDE = {
+    "client_cert_expired": (
+        "a CRL the server checks is past its nextUpdate (OpenSSL answers CRL_HAS_EXPIRED "
+        "with this alert), or the server's clock is ahead",
+        "on the server: publish a fresh CRL from the client's CA and reload the server (for "
+        "mtlskit: 'mtlskit ca crl' then SIGHUP the gateway), and check its clock (NTP); the "
+        "client certificate is fine",
+    ),
+    "client_cert_unknown_ca": (
+        "it names the CA but cannot build the path to a root it trusts (its CA file lacks "
+        "the root or an intermediate, or its CA names and trust store differ), or it "
+        "checks CRLs and holds none for a CA of the chain (UNABLE_TO_GET_CRL)",
+        "on the server: put the client's root CA (and intermediates it does not receive) in "
+        "its client CA file, and a current CRL for each CA if it checks revocation; the "
+        "client certificate is fine",
+    ),
+    "client_cert_bad": (
+        "a CRL the server checks is not valid yet or the server's clock is behind "
+        "(CRL_NOT_YET_VALID, CERT_NOT_YET_VALID), or its CRL is unreadable",
+        "on the server: check its clock (NTP) and the CRL it loads (thisUpdate in the past, "
+        "signed by the client's CA); the client certificate is fine",
+    ),
+}
 # OpenSSL reasons meaning "these bytes are not TLS records".
 _NOT_TLS = {
     "WRONG_VERSION_NUMBER",
@@ -292,14 +319,25 @@ def walk(events: Sequence[Event], obs: Observation) -> Trace:
     seen = Seen(events)
     steps = _steps(seen, obs, code, detail)
     explanation = failure.meaning + (f": {detail}" if detail else "")
-    if code in ("client_cert_bad", "client_cert_unknown_ca") and obs.preflight_cause:
+    fix = failure.fix
+    if failure.step == 5 and obs.server_reason not in ("", "ok") and obs.server_fix:
+        fix = obs.server_fix  # the trust module's fix names the server certificate at fault
+    # A certificate was offered but none went out (TLS found no signature scheme for its
+    # key) or the server refused it: the preflight's finding is the likely cause.
+    offered = code == "client_cert_required" and bool(obs.client_chain)
+    refused = offered or (code.startswith("client_cert") and code != "client_cert_required")
+    if refused and obs.preflight_cause:
         explanation += f"; most likely: {obs.preflight_cause}"
+        fix = obs.preflight_fix or fix  # names the certificate at fault, a CA's too
+    elif code in _SERVER_SIDE and obs.client_fine:
+        causes, fix = _SERVER_SIDE[code]
+        explanation += f"; yet {obs.client_fine}, so the cause is likely on the server: {causes}"
     tls13 = _tls13(seen, obs)
     return Trace(
         steps=tuple(steps),
         code=code,
         explanation=explanation,
-        fix=failure.fix,
+        fix=fix,
         failed_step=failure.step,
         notes=(TLS13_NOTE,) if tls13 else (),
     )
