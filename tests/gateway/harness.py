@@ -117,6 +117,14 @@ class Running:
             time.sleep(0.02)
         raise AssertionError(f"no log line with {needle!r}:\n{self.log.getvalue()}")
 
+    def wait_until(self, ready: Any, timeout: float = 5.0) -> None:
+        """Poll ready() until it is true (a bound on waiting, not a timing assertion)."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still not so after {timeout} s:\n{self.log.getvalue()}")
+            time.sleep(0.02)
+
     def call(self, fn: Any, *args: Any) -> Any:
         """Run fn(*args) on the gateway's loop and return its result."""
         return EmbeddedGateway(self.gateway, self.loop).call(fn, *args)

@@ -164,14 +164,20 @@ class Connection(UpstreamOwner):
         """True when nothing is in flight: a shutdown may close it at once."""
         return True
 
-    def deny(self, method: bytes, target: bytes) -> None:
-        """Count and log a client refused by policy, revocation or its certificate."""
+    def deny(self, method: bytes, target: bytes, size: int = 0) -> None:
+        """Count and log a client refused by policy, revocation or its certificate.
+
+        Args:
+            method: the request's method, or b"-" in TCP mode (no HTTP status then).
+            target: the request target, or b"-".
+            size: the bytes of the 403 body sent (0 in TCP mode).
+        """
         decision = self.decision
         code = (decision.rule if decision is not None else "") or "no_rule_matched"
         self.ctx.metrics.denied.labels(code).inc()
         status = REFUSALS["denied"].status.value if method != b"-" else 0
         self.ctx.access(
-            self, method, target, status, 0, 0.0, note=decision.reason if decision else ""
+            self, method, target, status, size, 0.0, note=decision.reason if decision else ""
         )
 
     # -- the upstream link -----------------------------------------------------------------

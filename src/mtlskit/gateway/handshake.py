@@ -14,8 +14,13 @@ from typing import Final
 from cryptography import x509
 
 from mtlskit.errors import HandshakeTimeoutError
+from mtlskit.trust.checks import signature_problem
 
-__all__ = ["HandshakeFailure", "HandshakeTimeoutError", "classify_handshake_failure"]
+__all__ = [
+    "HandshakeFailure",
+    "HandshakeTimeoutError",
+    "classify_handshake_failure",
+]
 
 _STEP7 = "step 7: the server validates the client's certificate"
 _STEP6 = "step 6: the client presents its certificate"
@@ -51,9 +56,9 @@ _VERIFY_CODES: Final[dict[int, tuple[str, str]]] = {
     32: ("wrong_key_usage", "{cert} may not sign certificates (keyUsage lacks keyCertSign)"),
     34: ("unhandled_critical_extension", "{cert} has a critical extension OpenSSL cannot read"),
     35: ("wrong_key_usage", "{cert} may not sign CRLs (keyUsage lacks cRLSign)"),
-    66: ("weak_key", "{cert} has a key too weak for OpenSSL's security level"),
-    67: ("weak_signature", "{cert} is signed with a digest too weak for OpenSSL's security level"),
-    68: ("weak_key", "{cert} uses a curve OpenSSL's security level refuses"),
+    66: ("key_too_weak", "{cert} has a key too small for OpenSSL's security level (EE key)"),
+    67: ("key_too_weak", "{cert} has a key too small for OpenSSL's security level (CA key)"),
+    68: ("signature_too_weak", "{cert} is signed with a digest OpenSSL's security level refuses"),
 }
 _FIXES = {
     "unknown_issuer": "issue the client certificate from the CA in --client-ca, and make the "
@@ -67,8 +72,13 @@ _FIXES = {
     "issuer_not_ca": "issue the client certificate from a real CA (basicConstraints CA:TRUE)",
     "path_too_long": "issue the client certificate directly from the intermediate CA",
     "wrong_purpose": "issue a client certificate ('mtlskit ca issue client'): EKU clientAuth",
-    "no_client_certificate": "configure the client with a certificate and key "
-    "(curl --cert NAME.chain.pem --key NAME.key)",
+    "no_client_certificate": "browsers, Java and many TLS libraries send no certificate, "
+    "without a word, when theirs does not chain to a CA named in the CertificateRequest "
+    "(sent: {ca_names}): import NAME.p12 (it carries the intermediate) into the browser or "
+    "keystore; for curl: --cert NAME.chain.pem --key NAME.key",
+    "closed_before_certificate": "none when a browser does it: it asks its user for a "
+    "certificate and connects again; if one client does it every time, it has no certificate "
+    "from a CA named in the CertificateRequest (import NAME.p12 into it)",
     "tls_version": "use TLS 1.2 or 1.3 on the client",
     "no_shared_cipher": "enable an ECDHE + AES-GCM or ChaCha20 suite on the client",
     "not_tls": "connect with https:// (TLS); this port speaks only TLS",
@@ -81,8 +91,8 @@ _FIXES = {
     "wrong_key_usage": "reissue the CA certificate with keyUsage keyCertSign and cRLSign",
     "unhandled_critical_extension": "reissue the certificate without the unknown critical "
     "extension",
-    "weak_key": "reissue the certificate with an ec-p256 (or RSA-2048+) key",
-    "weak_signature": "reissue the certificate signed with SHA-256",
+    "key_too_weak": "reissue the client certificate with a new ec-p256 (or RSA-2048+) key",
+    "signature_too_weak": "have the CA reissue the client certificate signed with SHA-256",
 }
 # Fixes for a CA certificate at fault (an intermediate or the root), where reissuing the
 # client's leaf would not help.
@@ -95,7 +105,14 @@ _CA_FIXES = {
     "without an EKU",
     "bad_signature": "the CA certificate {subject} is not signed by its issuer: restore the "
     "right chain (use NAME.chain.pem from the same CA)",
+    "key_too_weak": "reissue the CA {subject} with a new ec-p256 (or RSA-2048+) key, then "
+    "every certificate below it",
+    "signature_too_weak": "have the issuer of the CA {subject} re-sign it with SHA-256 (same "
+    "key and name: the certificates below it stay valid)",
 }
+
+# Codes that are not failures of the client or of the gateway: logged at INFO.
+_BENIGN: Final = frozenset({"closed_before_certificate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +122,7 @@ class HandshakeFailure:
     Attributes:
         code: the trust reason code, or a handshake-level code (no_client_certificate,
             tls_version, no_shared_cipher, not_tls, handshake_timeout,
-            server_cert_rejected, connection_reset, tls_error).
+            server_cert_rejected, connection_reset, closed_before_certificate, tls_error).
         step: the seed step that broke.
         explanation: one line for the log.
         fix: what to change.
@@ -120,9 +137,26 @@ class HandshakeFailure:
     at_fault: x509.Certificate | None = None
     depth: int = -1
 
+    @property
+    def level(self) -> str:
+        """The log level: "info" for what clients do normally, else "warning"."""
+        return "info" if self.code in _BENIGN else "warning"
+
 
 def _failure(code: str, step: str, explanation: str) -> HandshakeFailure:
     return HandshakeFailure(code, step, explanation, _FIXES[code])
+
+
+def _closed(after_flight: bool) -> HandshakeFailure:
+    if not after_flight:
+        return _failure("connection_reset", _STEP1, "the client closed the connection")
+    return _failure(
+        "closed_before_certificate",
+        _STEP6,
+        "the client closed the connection after our CertificateRequest, before sending a "
+        "certificate: normal for browsers, which open speculative connections and drop them "
+        "while the user picks a certificate (Chromium: two per new profile)",
+    )
 
 
 def _role(cert: x509.Certificate, depth: int) -> str:
@@ -137,6 +171,12 @@ def _role(cert: x509.Certificate, depth: int) -> str:
 def _verify_failure(depth: int, errno: int, cert: x509.Certificate) -> HandshakeFailure:
     code, text = _VERIFY_CODES.get(errno, ("unknown_issuer", "{cert} failed verification"))
     explanation = text.format(cert=_role(cert, depth))
+    weak = signature_problem(cert) if code == "unknown_issuer" else ""
+    if weak:
+        # OpenSSL will not check a SHA-1 (or MD5) signature at its security level, so it
+        # finds no issuer for the certificate and says "unable to get local issuer".
+        code = "signature_too_weak"
+        explanation = f"{_role(cert, depth)} cannot be checked: {weak}"
     if code in ("expired", "not_yet_valid"):
         explanation += (
             f" (valid {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d})"
@@ -159,7 +199,11 @@ def _reasons(exc: BaseException) -> str:
 
 
 def classify_handshake_failure(
-    exc: BaseException, verify_errors: Sequence[tuple[int, int, x509.Certificate]] = ()
+    exc: BaseException,
+    verify_errors: Sequence[tuple[int, int, x509.Certificate]] = (),
+    *,
+    after_flight: bool = False,
+    ca_names: Sequence[str] = (),
 ) -> HandshakeFailure:
     """Map what the TLS layer raised (and what the verify callback saw) to a reason code.
 
@@ -168,17 +212,25 @@ def classify_handshake_failure(
             subclasses, an OSError, or HandshakeTimeoutError).
         verify_errors: (depth, X509_V_ERR code, certificate) for each certificate OpenSSL
             refused; the first one decided.
+        after_flight: our CertificateRequest was sent and no client Certificate had
+            arrived (gateway.flight): a client that closes then is
+            `closed_before_certificate`, not `connection_reset`.
+        ca_names: the CA names the CertificateRequest carried (RFC 4514), for the fix.
     """
     if verify_errors:
         return _verify_failure(*verify_errors[0])
     if isinstance(exc, TimeoutError):
         return _failure("handshake_timeout", _STEP1, "the TLS handshake did not finish in time")
     if isinstance(exc, ConnectionError | EOFError):
-        return _failure("connection_reset", _STEP1, "the client closed the connection")
+        return _closed(after_flight)
     reason = _reasons(exc)
     if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in reason or "CERTIFICATE_REQUIRED" in reason:
-        return _failure(
-            "no_client_certificate", _STEP6, "the client sent no certificate; one is required"
+        names = "; ".join(ca_names) or "no CA names"
+        return HandshakeFailure(
+            "no_client_certificate",
+            _STEP6,
+            f"the client sent no certificate; one is required (acceptable CAs sent: {names})",
+            _FIXES["no_client_certificate"].format(ca_names=names),
         )
     if "UNSUPPORTED_PROTOCOL" in reason or "VERSION_TOO_LOW" in reason:
         return _failure("tls_version", _STEP1, f"no common TLS version ({reason.lower()})")
@@ -193,5 +245,5 @@ def classify_handshake_failure(
             f"the client rejected our certificate ({reason.lower()})",
         )
     if "UNEXPECTED_EOF" in reason or "SYSCALL" in reason or not reason.strip("()[]"):
-        return _failure("connection_reset", _STEP1, "the client closed the connection")
+        return _closed(after_flight)
     return _failure("tls_error", _STEP1, f"TLS error: {reason.lower()}")

@@ -17,7 +17,7 @@ import httptools
 
 from mtlskit.gateway.connection import Connection
 from mtlskit.gateway.head import HeadContext, Refusal, filter_trailers, rewrite_request_head
-from mtlskit.gateway.replies import REFUSALS, reply_bytes
+from mtlskit.gateway.replies import REFUSALS, reply_body, reply_bytes
 from mtlskit.gateway.watcher import QuietWatcher, ResponseWatcher
 
 __all__ = ["HTTPConnection"]
@@ -144,8 +144,8 @@ class HTTPConnection(Connection):
             return
         if not decision.allowed:
             self.discard = True
-            self.deny(method, target)
-            self.reply("denied", decision.reason)
+            self.requests.append((method, target, self.loop.time()))
+            self.reply("denied", decision.reason)  # logged by deny(), with the rule
             return
         if method == b"CONNECT":
             self.reply("connect", "CONNECT is not supported: this is a reverse proxy")
@@ -360,12 +360,15 @@ class HTTPConnection(Connection):
             return
         reply = REFUSALS[code]
         self.ctx.metrics.refused.labels(code).inc()
-        if code != "denied":  # deny() has logged it, with the rule
-            method, target = b"-", b"-"
-            if self.requests:
-                method, target, _ = self.requests.popleft()
-            self.ctx.access(self, method, target, reply.status.value, 0, 0.0, note=message)
-        self.transport.write(reply_bytes(reply, message))
+        body = reply_body(reply, message)
+        method, target = b"-", b"-"
+        if self.requests:
+            method, target, _ = self.requests.popleft()
+        if code == "denied":  # counted and logged with the rule that refused
+            self.deny(method, target, len(body))
+        else:  # the size logged is the body's, as nginx's $body_bytes_sent
+            self.ctx.access(self, method, target, reply.status.value, len(body), 0.0, note=message)
+        self.transport.write(reply_bytes(reply, body=body))
         self.close()
 
     def check(self, now: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -10,13 +12,21 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["METRIC_NAMES", "Metrics"]
+__all__ = ["METRIC_NAMES", "STATES", "Metrics"]
 
 # The *_created series double the exposition for no use of ours.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
+# The `state` label of mtlskit_connections_by_state: every accepted socket is in one.
+STATES = ("handshake", "open", "lingering")
+
 METRIC_NAMES = {
     "mtlskit_connections_open": "TLS connections open now (after the handshake)",
+    "mtlskit_connections_by_state": (
+        "sockets held now, by state: handshake, open (verified, until closed), lingering "
+        "(closed by us, reading what the client still sends)"
+    ),
+    "mtlskit_handshakes_in_progress": "TLS handshakes under way now (accepted, not finished)",
     "mtlskit_connections_total": "TCP connections accepted",
     "mtlskit_handshakes_total": "TLS handshakes by result: ok, or the failure's reason code",
     "mtlskit_requests_total": "HTTP responses relayed, by status code",
@@ -46,6 +56,24 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",  # ignored unless PROMETHEUS_MULTIPROC_DIR is set
         )
+        # Set from the gateway's own accounting at every sweep and scrape (`sampler`),
+        # not per event: one sample costs less than an inc/dec per state change.
+        self.connections_by_state = Gauge(
+            "mtlskit_connections_by_state",
+            METRIC_NAMES["mtlskit_connections_by_state"],
+            ["state"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self._states = {s: self.connections_by_state.labels(s) for s in STATES}
+        self.handshakes_in_progress = Gauge(
+            "mtlskit_handshakes_in_progress",
+            METRIC_NAMES["mtlskit_handshakes_in_progress"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        # Called by flush(): the gateway sets it to export its connection counts.
+        self.sampler: Callable[[], None] | None = None
         self.connections_total = Counter(
             "mtlskit_connections", METRIC_NAMES["mtlskit_connections_total"], registry=r
         )
@@ -94,8 +122,16 @@ class Metrics:
         counts = self._responses
         counts[status] = counts.get(status, 0) + 1
 
+    def connection_states(self, handshake: int, open_: int, lingering: int) -> None:
+        """Set the gauges of sockets by state (and of handshakes in progress)."""
+        self.handshakes_in_progress.set(handshake)
+        for state, count in zip(STATES, (handshake, open_, lingering), strict=True):
+            self._states[state].set(count)
+
     def flush(self) -> None:
-        """Move the per-request counts into the Prometheus counters."""
+        """Sample the gauges and move the per-request counts into the Prometheus counters."""
+        if self.sampler is not None:
+            self.sampler()
         counts, self._responses = self._responses, {}
         for status, count in counts.items():
             self.requests.labels(str(status)).inc(count)

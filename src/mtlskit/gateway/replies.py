@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final
 
-__all__ = ["REFUSALS", "Reply", "reply_bytes"]
+__all__ = ["REFUSALS", "Reply", "reply_body", "reply_bytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +51,23 @@ REFUSALS: Final = _table(
 )
 
 
-def reply_bytes(reply: Reply, message: str = "") -> bytes:
-    """A short plain-text HTTP/1.1 response that closes the connection."""
+def reply_body(reply: Reply, message: str = "") -> bytes:
+    """The plain-text body of a reply (its length is what the access log counts)."""
     status = reply.status
-    body = f"{status.value} {status.phrase}: {message or reply.meaning}\n".encode()
+    return f"{status.value} {status.phrase}: {message or reply.meaning}\n".encode()
+
+
+def reply_bytes(reply: Reply, message: str = "", body: bytes | None = None) -> bytes:
+    """A short plain-text HTTP/1.1 response that closes the connection.
+
+    Args:
+        reply: the kind of answer.
+        message: what the body says (the reply's meaning when empty).
+        body: the body already made by `reply_body` (made here when None).
+    """
+    status = reply.status
+    if body is None:
+        body = reply_body(reply, message)
     return (
         b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"content-length: %d\r\nconnection: close\r\n\r\n"

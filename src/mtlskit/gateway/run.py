@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from mtlskit.config import GatewayConfig
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
@@ -254,6 +254,8 @@ class Supervisor:
                         f"worker {worker.pid} exited ({worker.exitcode})",
                         level="warning",
                     )
+                    # Its live gauges (connections, handshakes in progress) end with it.
+                    mark_process_dead(worker.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
                     await asyncio.sleep(0.2)  # do not spin on a worker that dies at once
                     self.workers[i] = self._spawn()
 

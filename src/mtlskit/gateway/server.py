@@ -15,6 +15,7 @@ from mtlskit.errors import MtlsKitError
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
 from mtlskit.gateway.admission import admit
 from mtlskit.gateway.connection import ConnContext, Connection
+from mtlskit.gateway.flight import after_flight
 from mtlskit.gateway.handshake import HandshakeTimeoutError, classify_handshake_failure
 from mtlskit.gateway.http import HTTPConnection
 from mtlskit.gateway.listen import bind_listener
@@ -89,6 +90,7 @@ class Gateway:
         self._accept_error_logged = False
         self.ready = False
         self._export_expiry()
+        self.metrics.sampler = self._export_states
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, sock: socket.socket | None = None) -> None:
@@ -204,19 +206,27 @@ class Gateway:
         stream.start()
 
     def _handshake_failed(self, stream: TLSStream, exc: BaseException) -> None:
-        failure = classify_handshake_failure(exc, stream.verify_errors)
+        conn: Connection = stream.protocol
+        ca_names = [ca.subject.rfc4514_string() for ca in conn.state.tls.client_cas]
+        failure = classify_handshake_failure(
+            exc,
+            stream.verify_errors,
+            after_flight=after_flight(stream),
+            ca_names=ca_names,
+        )
         self.metrics.handshakes.labels(failure.code).inc()
         fields: dict[str, Any] = {}
         if failure.at_fault is not None:
             fields["certificate"] = failure.at_fault.subject.rfc4514_string()
             fields["serial"] = f"{failure.at_fault.serial_number:x}"
         if failure.code == "revoked" and failure.at_fault is not None:
-            conn: Connection = stream.protocol
             fields.update(conn.state.revocation_entry(failure.at_fault))
+        if failure.code == "no_client_certificate":
+            fields["ca_names"] = "; ".join(ca_names)
         self.log.event(
-            "handshake_failed",
+            "handshake_failed" if failure.level == "warning" else "handshake_abandoned",
             failure.explanation,
-            level="warning",
+            level=failure.level,
             client=_client(stream.peer),
             code=failure.code,
             step=failure.step,
@@ -263,6 +273,15 @@ class Gateway:
         if conn in self.connections:
             self.connections.discard(conn)
             self.metrics.connections_open.dec()
+
+    def _export_states(self) -> None:
+        """Count the sockets by state for /metrics (every sweep tick and every scrape)."""
+        # _deadlines holds exactly the handshaking and the lingering streams. (A copy: a
+        # scrape from another thread, as the embedded gateway's caller, must not fail.)
+        waiting = list(self._deadlines)
+        handshaking = sum(1 for stream in waiting if stream.handshaking)
+        opened = max(len(self.streams) - len(waiting), 0)
+        self.metrics.connection_states(handshaking, opened, len(waiting) - handshaking)
 
     # -- background ------------------------------------------------------------------------
     async def _sweep(self) -> None:

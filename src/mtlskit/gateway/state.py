@@ -11,6 +11,7 @@ from cryptography import x509
 
 from mtlskit.config import GatewayConfig
 from mtlskit.errors import ConfigError, TLSConfigError
+from mtlskit.gateway.flight import watch_flight
 from mtlskit.identity import (
     IdentityHeaderError,
     IdentityHeaders,
@@ -174,6 +175,7 @@ def load_state(config: GatewayConfig, now: datetime) -> GatewayState:
         # HTTP mode speaks HTTP/1.1; TCP mode carries any protocol and selects none.
         alpn=(b"http/1.1",) if config.mode == "http" else (),
     )
+    watch_flight(tls.context)  # tells a browser's speculative connection from a reset
     leaf = tls.chain[0]
     if now > leaf.not_valid_after_utc:
         raise TLSConfigError(

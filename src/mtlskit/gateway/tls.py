@@ -55,6 +55,7 @@ class TLSStream:
         verify_errors: (depth, X509_V_ERR code, certificate) for each certificate OpenSSL
             refused (written by tlsconfig's verify callback).
         started: loop time of the accept (the handshake deadline counts from it).
+        flight: how far the handshake got (gateway.flight writes it).
     """
 
     __slots__ = (
@@ -74,6 +75,7 @@ class TLSStream:
         "_writing",
         "conn",
         "fd",
+        "flight",
         "loop",
         "peer",
         "protocol",
@@ -104,6 +106,7 @@ class TLSStream:
         self.conn.set_app_data(self)
         self.verify_errors: list[tuple[int, int, x509.Certificate]] = []
         self.started = loop.time()
+        self.flight = b""
         self._on_open = on_open
         self._on_failure = on_failure
         self._state = _HANDSHAKE
