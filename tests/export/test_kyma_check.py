@@ -71,17 +71,33 @@ def test_clean_sets_pass(clean, clean_files) -> None:
     assert _codes(clean_files) == []
 
 
-def test_server_secret_with_ca_crt(clean_files, demo: Demo) -> None:
+def test_server_secret_with_ca_crt_and_a_cacert_secret(clean_files, demo: Demo) -> None:
+    # both at once, with the same CA: harmless today, a note
     _kind(clean_files, "Secret", "certs")["data"]["ca.crt"] = _b64(demo.client_ca.read_bytes())
     assert _codes(clean_files) == ["ca-in-server-secret"]
     finding = check_manifests([("x", d) for d in clean_files])[0]
+    assert finding.severity == "note" and "with the same CA" in finding.what
     assert "istio/istio#29856" in finding.why
     assert "kyma-mtls-certs-cacert" in finding.fix
+    # with another CA in the server secret: the -cacert CA's clients are rejected, an error
+    _kind(clean_files, "Secret", "certs")["data"]["ca.crt"] = _b64(_ca_with_server_auth())
+    found = check_manifests([("x", d) for d in clean_files])
+    finding = next(f for f in found if f.code == "ca-in-server-secret")
+    assert finding.severity == "error" and "with another CA" in finding.what
+    assert "clients of the CA in 'kyma-mtls-certs-cacert' are rejected" in finding.why
+
+
+def test_server_secret_with_ca_crt_alone_is_istios_single_secret_setup(clean_files) -> None:
+    cacert = _kind(clean_files, "Secret", "-cacert")
+    _kind(clean_files, "Secret", "certs")["data"]["ca.crt"] = cacert["data"]["cacert"]
+    clean_files.remove(cacert)
+    assert _codes(clean_files) == []
 
 
 def test_missing_cacert(clean) -> None:
     docs = [d for d in clean if not d["metadata"]["name"].endswith("-cacert")]
     assert _codes(docs) == ["missing-cacert"]
+    assert check_manifests([("x", d) for d in docs])[0].severity == "error"
     moved = _kind(clean, "Secret", "-cacert")
     moved["metadata"]["namespace"] = "shop"  # Istio reads it from the gateway's namespace only
     findings = check_manifests([("x", d) for d in clean])
@@ -148,13 +164,31 @@ def test_gateway_any_host_is_never_covered(clean) -> None:
 
 @pytest.mark.parametrize(
     ("path", "suggestion"),
-    [("/orders/*", "/orders/{**}"), ("/*", "/{**}"), ("/a/*/b", "/a/{*}/b"), ("/.*", "/{**}")],
+    [("/orders/*", "/orders/{**}"), ("/a/*/b", "/a/{*}/b"), ("/.*", "/{**}"), ("/*/x", "/{*}/x")],
 )
 def test_old_path_syntax(clean, path: str, suggestion: str) -> None:
     _kind(clean, "APIRule")["spec"]["rules"][0]["path"] = path
     findings = check_manifests([("x", d) for d in clean])
-    assert [f.code for f in findings] == ["old-path-syntax"]
+    assert [(f.code, f.severity) for f in findings] == [("old-path-syntax", "error")]
     assert repr(suggestion) in findings[0].fix
+    assert "schema rejects" in findings[0].why
+
+
+def test_bare_wildcard_path_is_a_note(clean) -> None:
+    # the v2 schema accepts '/*' and Kyma documents it as '/{**}': said, never failed
+    _kind(clean, "APIRule")["spec"]["rules"][0]["path"] = "/*"
+    [finding] = check_manifests([("x", d) for d in clean])
+    assert (finding.code, finding.severity) == ("wildcard-path", "note")
+    assert "'/{**}'" in finding.why and "nothing to change" in finding.fix
+
+
+def test_v1beta1_regex_path_is_a_warning(clean) -> None:
+    rule = _kind(clean, "APIRule")
+    rule["apiVersion"] = "gateway.kyma-project.io/v1beta1"
+    rule["spec"]["rules"][0]["path"] = "/.*"
+    [finding] = check_manifests([("x", d) for d in clean])
+    assert (finding.code, finding.severity) == ("old-path-syntax", "warning")
+    assert "migrate to gateway.kyma-project.io/v2" in finding.fix
 
 
 def test_new_path_syntax_passes(clean) -> None:
@@ -197,7 +231,9 @@ def test_deny_policy_with_only_the_exact_host(kyma_cli, tmp_path: Path) -> None:
     policy.write_text(yaml.safe_dump(_policy(["orders.mtls.example.com"])))
     result = kyma_cli("kyma", "check", policy)
     assert result.code == 1
-    assert "AuthorizationPolicy istio-system/orders-clients: [host-without-port]" in result.out
+    assert (
+        "error: AuthorizationPolicy istio-system/orders-clients: [host-without-port]" in result.out
+    )
     assert "lists 'orders.mtls.example.com' but not 'orders.mtls.example.com:*'" in result.out
     assert "including its port and does not strip the port by default" in result.out
     assert "  fix: add 'orders.mtls.example.com:*' to the same list" in result.out
@@ -250,15 +286,16 @@ def test_audit_policies_and_port_forms_are_not_flagged() -> None:
 
 
 def test_every_code_has_a_test() -> None:
-    tested = Path(__file__).read_text()
-    assert all(f'"{code}"' in tested for code in CODES)
+    tested = "".join(p.read_text() for p in Path(__file__).parent.glob("test_kyma_check*.py"))
+    assert [code for code in CODES if f'"{code}"' not in tested] == []
 
 
 def test_cli_check(clean, kyma_cli, tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(to_yaml(clean))
-    result = kyma_cli("kyma", "check", good)
+    result = kyma_cli("kyma", "check", good, "--strict")  # render's output: nothing at all
     assert result.code == 0 and result.out.startswith("ok: no known pitfall in 5 object(s)")
+    assert "note" not in result.out and "warning" not in result.out
     _kind(clean, "APIRule")["spec"]["rules"][0]["path"] = "/orders/*"
     folder = tmp_path / "dir"
     folder.mkdir()
@@ -266,7 +303,9 @@ def test_cli_check(clean, kyma_cli, tmp_path: Path) -> None:
         (folder / f"{i}.yaml").write_text(yaml.safe_dump(doc))
     result = kyma_cli("kyma", "check", folder)
     assert result.code == 1
-    assert "[old-path-syntax]" in result.out and "  why: " in result.out
+    assert ": error: APIRule shop/orders: [old-path-syntax]" in result.out
+    assert "  why: " in result.out
+    assert result.out.rstrip().endswith("1 finding(s) in 5 object(s): 1 error(s)")
     assert "  fix: write '/orders/{**}'" in result.out
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [")

@@ -266,19 +266,36 @@ def test_parse_xfcc_rejects_malformed(value: str) -> None:
 
 
 # -- from_headers ---------------------------------------------------------------------------
-def test_from_headers_xfcc_round_trip_uses_the_last_element(
+def test_from_headers_xfcc_reads_the_first_element_or_the_one_chosen(
     alice: PeerIdentity, ca: CertificateAuthority
 ) -> None:
     mallory = PeerIdentity.from_certificate(ca.issue_client("mallory").certificate)
-    header = f"{xfcc_value(mallory)},{xfcc_value(alice, by='spiffe://gw')}"
+    header = f"{xfcc_value(alice, by='spiffe://gw')},{xfcc_value(mallory)}"
     assert from_headers({"X-Forwarded-Client-Cert": header}) == alice
     assert from_headers([(b"x-forwarded-client-cert", header.encode())]) == alice
-    # two header lines are one list (RFC 9110 5.3): the last line's element wins
+    assert from_headers({"x-forwarded-client-cert": header}, element="last") == mallory
+    assert from_headers({"x-forwarded-client-cert": header}, element=1) == mallory
+    assert from_headers({"x-forwarded-client-cert": header}, element=-2) == alice
+    # two header lines are one list (RFC 9110 5.3), in order
     lines = [
         ("X-FORWARDED-CLIENT-CERT", xfcc_value(mallory)),
         ("x-forwarded-client-cert", xfcc_value(alice)),
     ]
-    assert from_headers(lines) == alice
+    assert from_headers(lines) == mallory
+    assert from_headers(lines, element="last") == alice
+
+
+def test_from_headers_element_argument_is_checked(alice: PeerIdentity) -> None:
+    header = {"x-forwarded-client-cert": xfcc_value(alice)}
+    with pytest.raises(IdentityHeaderError, match="has 1 element") as info:
+        from_headers(header, element=1)
+    assert "element='first'" in info.value.hint
+    with pytest.raises(ValueError, match="'middle'"):
+        from_headers(header, element="middle")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        from_headers(header, element=True)
+    with pytest.raises(ValueError, match="'middle'"):  # even with no identity header
+        from_headers({}, element="middle")  # type: ignore[arg-type]
 
 
 def test_from_headers_without_identity_headers() -> None:

@@ -58,9 +58,21 @@ def register(groups: Any) -> None:
         "check",
         help="lint manifests for the known mTLS pitfalls",
         description="Read YAML manifests (files or directories) together and report each "
-        "pitfall with what, why and fix. Exit 0 when clean, 1 with findings.",
+        "pitfall with its severity, what, why and fix. Exit 1 when there is an error (with "
+        "--strict: an error or a warning), else 0; notes never fail.",
     )
     check.add_argument("files", nargs="+", metavar="FILE", help="YAML files or directories")
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on warnings too (a credential not in the files, a deprecated form)",
+    )
+    check.add_argument(
+        "--ingress-namespace",
+        default="istio-system",
+        metavar="NS",
+        help="where the ingress gateway runs and reads its Secrets (default istio-system)",
+    )
     check.set_defaults(handler=cmd_check)
 
 
@@ -155,6 +167,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
     from mtlskit.export import check_manifests
+    from mtlskit.export.check import SEVERITIES, failing
     from mtlskit.pki.files import read_file
 
     docs: list[tuple[str, Any]] = []
@@ -167,14 +180,22 @@ def cmd_check(args: argparse.Namespace) -> int:
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}", "fix the YAML syntax") from exc
         docs += [(f"{path}#{i}", doc) for i, doc in enumerate(loaded, 1) if doc is not None]
-    findings = check_manifests(docs)
+    findings = check_manifests(docs, ingress_namespace=args.ingress_namespace)
     for f in findings:
-        print(f"{f.source}: {f.obj}: [{f.code}] {f.what}")
+        print(f"{f.source}: {f.severity}: {f.obj}: [{f.code}] {f.what}")
         print(f"  why: {f.why}")
         print(f"  fix: {f.fix}")
     objects = len(docs)
-    if findings:
-        print(f"{len(findings)} finding(s) in {objects} object(s)")
+    if not findings:
+        print(f"ok: no known pitfall in {objects} object(s)")
+        return 0
+    counts = ", ".join(
+        f"{n} {sev}(s)" for sev in SEVERITIES if (n := sum(f.severity == sev for f in findings))
+    )
+    failed = failing(findings, strict=args.strict)
+    if failed:
+        print(f"{len(findings)} finding(s) in {objects} object(s): {counts}")
         return 1
-    print(f"ok: no known pitfall in {objects} object(s)")
+    failing_kinds = "errors or warnings" if args.strict else "errors (--strict: warnings too)"
+    print(f"ok: no {failing_kinds} in {objects} object(s); {counts}")
     return 0

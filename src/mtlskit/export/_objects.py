@@ -19,17 +19,20 @@ from mtlskit.pki.pem import load_certificates
 
 __all__ = [
     "CA_KEYS",
+    "MUTUAL",
     "SERVER_KEYS",
     "Obj",
+    "Server",
     "first",
     "items",
     "mutual_servers",
     "objects",
     "read_certs",
     "secret_data",
+    "tls_servers",
 ]
 
-_MUTUAL: Final = ("MUTUAL", "OPTIONAL_MUTUAL")
+MUTUAL: Final = ("MUTUAL", "OPTIONAL_MUTUAL")
 SERVER_KEYS: Final = ("tls.crt", "cert")
 CA_KEYS: Final = ("ca.crt", "cacert")
 
@@ -99,13 +102,53 @@ def first(data: Mapping[str, bytes], keys: Sequence[str]) -> tuple[str, bytes] |
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Server:
+    """One `spec.servers[]` entry of an Istio Gateway that has a `tls` block.
+
+    Attributes:
+        index: its place in spec.servers.
+        mode: tls.mode ("" when absent).
+        credentials: credentialName, then credentialNames.
+        ca_credential: tls.caCertCredentialName, or None (then Istio reads <name>-cacert).
+        hosts: the hosts, without their `namespace/` prefix.
+        tls: the tls block as written.
+    """
+
+    index: int
+    mode: str
+    credentials: tuple[str, ...]
+    ca_credential: str | None
+    hosts: tuple[str, ...]
+    tls: Mapping[str, Any]
+
+
+def tls_servers(gateway: Obj) -> Iterator[Server]:
+    """Every server of an Istio Gateway with a tls block."""
+    for i, server in enumerate(items((gateway.doc.get("spec") or {}).get("servers"))):
+        tls = server.get("tls")
+        if not isinstance(tls, Mapping):
+            continue
+        names = [tls.get("credentialName")]
+        listed = tls.get("credentialNames")
+        names += listed if isinstance(listed, list) else []
+        hosts = server.get("hosts")
+        yield Server(
+            i,
+            str(tls.get("mode") or ""),
+            tuple(str(n) for n in names if n),
+            str(tls["caCertCredentialName"]) if tls.get("caCertCredentialName") else None,
+            tuple(str(h).rpartition("/")[2] for h in hosts) if isinstance(hosts, list) else (),
+            tls,
+        )
+
+
 def mutual_servers(gateway: Obj) -> Iterator[tuple[str, list[str]]]:
-    """(credentialName, hosts without namespace/) of each MUTUAL server of an Istio Gateway."""
-    for server in (gateway.doc.get("spec") or {}).get("servers") or []:
-        tls = server.get("tls") or {}
-        if tls.get("mode") in _MUTUAL and tls.get("credentialName"):
-            hosts = [str(h).rpartition("/")[2] for h in server.get("hosts") or []]
-            yield str(tls["credentialName"]), hosts
+    """(credential name, hosts without namespace/) of each MUTUAL server of an Istio Gateway."""
+    for server in tls_servers(gateway):
+        if server.mode in MUTUAL:
+            for credential in server.credentials:
+                yield credential, list(server.hosts)
 
 
 def items(value: Any) -> list[Mapping[str, Any]]:

@@ -1,129 +1,153 @@
-"""Lint Kyma/Istio mTLS manifests for the known pitfalls: what, why, fix (pure)."""
+"""Lint Kyma/Istio mTLS manifests for the known pitfalls: what, why, fix, severity (pure)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mtlskit.export._certs import dns_covers, is_ca
+from mtlskit.export._certs import is_ca
+from mtlskit.export._check_gateways import (
+    credential_location,
+    host_not_covered,
+    mutual_without_credential,
+    optional_mutual_noauth,
+    paths,
+)
+from mtlskit.export._check_policies import host_without_port
+from mtlskit.export._finding import SEVERITIES, Finding, Severity, failing
 from mtlskit.export._objects import (
     CA_KEYS,
+    MUTUAL,
     SERVER_KEYS,
     Obj,
     first,
-    items,
-    mutual_servers,
     objects,
     read_certs,
     secret_data,
+    tls_servers,
 )
 from mtlskit.export.istio import INGRESS_NAMESPACE
 
-__all__ = ["CODES", "Finding", "check_manifests"]
+__all__ = ["CODES", "SEVERITIES", "Finding", "Severity", "check_manifests", "failing"]
 
 CODES: Final = {
-    "ca-in-server-secret": "the server secret also holds a CA, so Istio ignores <name>-cacert",
-    "missing-cacert": "a MUTUAL Gateway has no <credentialName>-cacert secret",
-    "cacert-not-ca": "the -cacert secret holds a certificate that is not a CA (or none)",
+    "ca-in-server-secret": "the server secret holds a CA and a <name>-cacert secret exists too",
+    "missing-cacert": "a MUTUAL server has no client CA: no ca.crt in its secret, no -cacert",
+    "cacert-not-ca": "the client CA secret holds a certificate that is not a CA (or none)",
     "client-ca-serverauth": "the client CA issues (or may issue) server certificates",
     "host-not-covered": "a host is not covered by the server certificate",
-    "old-path-syntax": "an APIRule path uses the old '/*' or '/.*' syntax",
+    "wildcard-path": "an APIRule v2 path is the bare '/*', the same as '/{**}'",
+    "old-path-syntax": "an APIRule path uses a '*' outside {*}/{**}, or a v1beta1 regex",
     "host-without-port": "an AuthorizationPolicy lists a host but not its 'host:*' form",
+    "credential-not-found": "a credentialName has no Secret or Certificate in the files",
+    "tls-outside-ingress-namespace": "a credential's Secret/Certificate is not in the "
+    "ingress gateway's namespace",
+    "optional-mutual-noauth": "noAuth APIRule rules on an OPTIONAL_MUTUAL server",
+    "mutual-without-credential": "a MUTUAL server names no credentialName",
 }
-# Istio matches hosts/notHosts against the Host header with its port, and its gateways keep
-# the port (ISTIO_GATEWAY_STRIP_HOST_PORT is off by default, istio/istio#25350). What a rule
-# listing only `name` then does with `Host: name:443`, by action and field:
-_PORT_MISSED: Final = {
-    ("DENY", "hosts"): "does not match this DENY rule, so a client it should deny gets through",
-    ("CUSTOM", "hosts"): "does not match this rule and skips its external authorizer",
-    ("ALLOW", "notHosts"): "is not excluded by notHosts, so this ALLOW rule admits it, past "
-    "the rules meant for that host",
-    ("ALLOW", "hosts"): "does not match this ALLOW rule, so the clients it should admit get 403 "
-    "(istio/istio#44080)",
-    ("DENY", "notHosts"): "is not excluded by notHosts, so this DENY rule refuses it",
-}
-_WITH_PORT: Final = re.compile(r":(?:[0-9]+|\*)$")
-_BRACES: Final = re.compile(r"\{\*\*?\}")
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One pitfall in one object.
+def _sibling(obj: Obj, secrets: list[Obj]) -> Obj | None:
+    """The <name>-cacert Secret next to a server Secret (same namespace), if any."""
+    return next(
+        (s for s in secrets if s.name == f"{obj.name}-cacert" and s.namespace == obj.namespace),
+        None,
+    )
 
-    Attributes:
-        code: a stable key from CODES.
-        source: where the object was read ("file.yaml#2", the 1-based document number).
-        obj: "Kind namespace/name".
-        what: what is wrong.
-        why: what goes wrong in the cluster because of it.
-        fix: what to change.
-    """
 
-    code: str
-    source: str
-    obj: str
-    what: str
-    why: str
-    fix: str
+def _fingerprints(data: bytes) -> set[bytes]:
+    return {c.fingerprint(hashes.SHA256()) for c in read_certs(data)}
 
 
 def _ca_in_server_secret(secrets: list[Obj]) -> Iterator[Finding]:
+    # Istio's documented single-secret setup (tls.crt, tls.key and ca.crt in one Secret) is
+    # right; the pitfall is a -cacert Secret next to it, which Istio then ignores (#29856).
     for obj in secrets:
         data = secret_data(obj)
         server, ca = first(data, SERVER_KEYS), first(data, CA_KEYS)
-        if server is None or ca is None:
+        sibling = _sibling(obj, secrets)
+        if server is None or ca is None or sibling is None:
             continue
+        other = first(secret_data(sibling), CA_KEYS)
+        same = other is not None and _fingerprints(ca[1]) == _fingerprints(other[1])
         yield Finding(
             "ca-in-server-secret",
             obj.source,
             obj.label,
-            f"the server secret {obj.name!r} holds {server[0]} and also {ca[0]}",
-            f"Istio then validates clients against that {ca[0]} and ignores the secret "
-            f"{obj.name}-cacert (istio/istio#29856)",
-            f"remove {ca[0]} from {obj.name!r}; put the client CA in {obj.name}-cacert "
-            "under the key cacert",
+            f"the server secret {obj.name!r} holds {server[0]} and also {ca[0]}, and "
+            f"{sibling.name!r} exists too" + (" with the same CA" if same else " with another CA"),
+            f"Istio validates clients against the {ca[0]} in {obj.name!r} and ignores "
+            f"{sibling.name!r} (istio/istio#29856)"
+            + (
+                ": the same CA today, but two copies to keep in step"
+                if same
+                else f": clients of the CA in {sibling.name!r} are rejected"
+            ),
+            f"keep the client CA in one place: remove {ca[0]} from {obj.name!r} (then "
+            f"{sibling.name!r} is used), or delete {sibling.name!r}",
+            severity="note" if same else "error",
         )
 
 
-def _missing_cacert(gateways: list[Obj], secrets: list[Obj]) -> Iterator[Finding]:
-    by_name: dict[str, list[Obj]] = {}
-    for s in secrets:
-        by_name.setdefault(s.name, []).append(s)
+def _missing_cacert(objs: list[Obj], secrets: list[Obj], ns: str) -> Iterator[Finding]:
+    in_ns = {s.name: s for s in secrets if s.namespace == ns}
+    # a Certificate's Secret holds tls.crt and tls.key: known to carry no client CA
+    known = {s.name for s in secrets} | {
+        str((o.doc.get("spec") or {}).get("secretName")) for o in objs if o.kind == "Certificate"
+    }
+    gateways = [o for o in objs if o.kind == "Gateway"]
     for gw in gateways:
-        for credential, _hosts in mutual_servers(gw):
-            server = [s for s in by_name.get(credential, []) if s.namespace == INGRESS_NAMESPACE]
-            if any(first(secret_data(s), CA_KEYS) for s in server):
-                continue  # reported as ca-in-server-secret
-            found = by_name.get(f"{credential}-cacert", [])
-            if any(s.namespace == INGRESS_NAMESPACE for s in found):
+        for server in tls_servers(gw):
+            if server.mode not in MUTUAL:
                 continue
-            elsewhere = ", ".join(sorted({s.namespace for s in found}))
-            yield Finding(
-                "missing-cacert",
-                gw.source,
-                gw.label,
-                f"tls.mode MUTUAL with credentialName {credential!r} but no Secret "
-                f"{INGRESS_NAMESPACE}/{credential}-cacert"
-                + (f" (there is one in {elsewhere})" if elsewhere else ""),
-                "without it the ingress gateway has no CA to verify client certificates "
-                "against and rejects every handshake",
-                f"create Secret {credential}-cacert in {INGRESS_NAMESPACE} with the client CA "
-                "under the key cacert (mtlskit kyma render does)",
-            )
+            for credential in server.credentials:
+                own = in_ns.get(credential)
+                if own is not None and first(secret_data(own), CA_KEYS):
+                    continue  # Istio's single-secret setup
+                wanted = server.ca_credential or f"{credential}-cacert"
+                if wanted in in_ns:
+                    continue
+                elsewhere = ", ".join(
+                    sorted({s.namespace for s in secrets if s.name == wanted and s.namespace != ns})
+                )
+                unknown = own is None and credential not in known
+                yield Finding(
+                    "missing-cacert",
+                    gw.source,
+                    gw.label,
+                    f"tls.mode {server.mode} with credentialName {credential!r} but no Secret "
+                    f"{ns}/{wanted}"
+                    + (f" (there is one in {elsewhere})" if elsewhere else "")
+                    + (
+                        f", and {credential!r} itself is not in the files, so whether it holds "
+                        "ca.crt is unknown"
+                        if unknown
+                        else f", and {credential!r} holds no ca.crt"
+                        if own is not None
+                        else ""
+                    ),
+                    "without a client CA the ingress gateway cannot verify client certificates "
+                    "and rejects every handshake",
+                    f"create Secret {wanted} in {ns} with the client CA under the key cacert "
+                    f"(mtlskit kyma render does), or add ca.crt to {credential!r}",
+                    severity="warning" if unknown else "error",
+                )
 
 
 def _client_cas(secrets: list[Obj]) -> Iterator[tuple[Obj, list[x509.Certificate]]]:
+    """-cacert Secrets, and server Secrets that carry the client CA themselves."""
     for obj in secrets:
-        if not obj.name.endswith("-cacert"):
-            continue
-        found = first(secret_data(obj), CA_KEYS)
-        yield obj, read_certs(found[1]) if found else []
+        data = secret_data(obj)
+        found = first(data, CA_KEYS)
+        if obj.name.endswith("-cacert"):
+            yield obj, read_certs(found[1]) if found else []
+        elif found and first(data, SERVER_KEYS) and not _sibling(obj, secrets):
+            yield obj, read_certs(found[1])  # Istio's single-secret setup
 
 
 def _cacert_not_ca(cas: list[tuple[Obj, list[x509.Certificate]]]) -> Iterator[Finding]:
@@ -134,9 +158,10 @@ def _cacert_not_ca(cas: list[tuple[Obj, list[x509.Certificate]]]) -> Iterator[Fi
                 "cacert-not-ca",
                 obj.source,
                 obj.label,
-                f"{obj.name!r} has no readable PEM certificate under cacert or ca.crt",
+                f"{obj.name!r} has no readable PEM certificate under ca.crt or cacert",
                 "the ingress gateway cannot verify any client certificate",
                 fix,
+                severity="error",
             )
         for cert in certs:
             if not is_ca(cert):
@@ -149,6 +174,7 @@ def _cacert_not_ca(cas: list[tuple[Obj, list[x509.Certificate]]]) -> Iterator[Fi
                     "a leaf is no trust anchor: clients whose chain leads to a CA are "
                     "rejected, and pinning one leaf this way breaks at its renewal",
                     fix,
+                    severity="error",
                 )
 
 
@@ -183,6 +209,7 @@ def _client_ca_serverauth(
         if found:
             chains.append((s, read_certs(found[1])))
     for obj, certs in cas:
+        issued_under = obj.name.endswith("-cacert")  # a single-secret CA: its EKU only
         for ca in certs:
             subject = ca.subject.rfc4514_string()
             if any(oid in server_eku for oid in _ekus(ca)):
@@ -194,9 +221,10 @@ def _client_ca_serverauth(
                     why,
                     "use a client CA whose EKU is clientAuth only (mtlskit ca init does), or "
                     "none on the root",
+                    severity="error",
                 )
             for server, chain in chains:
-                if any(_issued_by(c, ca) for c in chain):
+                if issued_under and any(_issued_by(c, ca) for c in chain):
                     yield Finding(
                         "client-ca-serverauth",
                         server.source,
@@ -206,165 +234,38 @@ def _client_ca_serverauth(
                         why,
                         "issue server certificates from another CA (or Let's Encrypt via "
                         "--server-cert acme), and keep the client CA for clients",
+                        severity="error",
                     )
 
 
-def _names_for(credential: str, objs: list[Obj]) -> list[str] | None:
-    names: list[str] = []
-    seen = False
-    for obj in objs:
-        spec = obj.doc.get("spec") or {}
-        if obj.kind == "Certificate" and spec.get("secretName") == credential:
-            seen = True
-            names += [str(spec["commonName"])] if spec.get("commonName") else []
-            names += [str(n) for n in spec.get("dnsNames") or []]
-        elif obj.kind == "Secret" and obj.name == credential:
-            found = first(secret_data(obj), SERVER_KEYS)
-            chain = read_certs(found[1]) if found else []
-            if chain:
-                seen = True
-                try:
-                    san = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName)
-                    names += san.value.get_values_for_type(x509.DNSName)
-                except x509.ExtensionNotFound:
-                    pass
-    return names if seen else None
-
-
-def _host_not_covered(objs: list[Obj]) -> Iterator[Finding]:
-    gateways = [o for o in objs if o.kind == "Gateway"]
-    for gw in gateways:
-        for credential, hosts in mutual_servers(gw):
-            names = _names_for(credential, objs)
-            if names is None:
-                continue  # the certificate is not in these files: nothing to compare
-            routed = [
-                (o, str(h))
-                for o in objs
-                if o.kind == "APIRule"
-                and (o.doc.get("spec") or {}).get("gateway") == f"{gw.namespace}/{gw.name}"
-                for h in (o.doc.get("spec") or {}).get("hosts") or []
-                if "." in str(h)  # a short host takes the Gateway's domain
-            ]
-            for obj, host in [(gw, h) for h in hosts] + routed:
-                if host != "*" and any(dns_covers(n, host) for n in names):
-                    continue
-                yield Finding(
-                    "host-not-covered",
-                    obj.source,
-                    obj.label,
-                    f"host {host!r} is not covered by the certificate in {credential!r} "
-                    f"({', '.join(names) or 'no DNS names'})",
-                    "clients check the server's name against its certificate and abort the "
-                    "handshake",
-                    f"add {host!r} (or a wildcard one label above it) to the certificate, or "
-                    "serve a host the certificate names",
-                )
-
-
-def _suggest(path: str) -> str:
-    fixed = re.sub(r"/\.?\*$", "/{**}", path)
-    return re.sub(r"(?<!\{)\*(?!\*?\})", "{*}", fixed.replace(".*", "*"))
-
-
-def _old_paths(apirules: list[Obj]) -> Iterator[Finding]:
-    for obj in apirules:
-        version = str(obj.doc.get("apiVersion", "")).rpartition("/")[2]
-        for rule in (obj.doc.get("spec") or {}).get("rules") or []:
-            path = str(rule.get("path", ""))
-            if "*" not in _BRACES.sub("", path):
-                continue
-            yield Finding(
-                "old-path-syntax",
-                obj.source,
-                obj.label,
-                f"path {path!r} uses the old wildcard syntax",
-                "APIRule v2 matches paths with {*} (one segment) and {**} (any); its schema "
-                "rejects '/orders/*', and a bare '/*' or v1beta1's regex '/.*' is legacy",
-                f"write {_suggest(path)!r}"
-                + (" and migrate to gateway.kyma-project.io/v2" if version == "v1beta1" else ""),
-            )
-
-
-def _prefix(entry: str) -> bool:
-    return entry.endswith("*") and not entry.startswith("*")
-
-
-def _misses_ports(entry: str, entries: Sequence[str]) -> bool:
-    """Whether entry matches a host name while no entry matches that name with a port.
-
-    Istio reads `*` as any host, `*x` as a suffix, `x*` as a prefix and the rest as an
-    exact name, ignoring case (GHSA-7774-7vr3-cc8j). A prefix matches the port forms of
-    the names it matches, so it never misses; a suffix cannot carry `:*` (one `*` only).
-    """
-    if entry == "*" or _prefix(entry) or _WITH_PORT.search(entry) or "*" in entries:
-        return False
-    if entry.startswith("*"):
-        return True
-    with_colon = f"{entry.lower()}:"
-    return not any(_prefix(e) and with_colon.startswith(e[:-1].lower()) for e in entries)
-
-
-def _host_lists(policy: Obj) -> Iterator[tuple[str, str, list[str]]]:
-    """(where, field, entries) for each hosts/notHosts list in the policy's rules."""
-    for i, rule in enumerate(items((policy.doc.get("spec") or {}).get("rules"))):
-        for j, to in enumerate(items(rule.get("to"))):
-            operation = to.get("operation") or {}
-            for key in ("hosts", "notHosts"):
-                listed = operation.get(key)
-                if isinstance(listed, list):
-                    yield f"rules[{i}].to[{j}].operation.{key}", key, [str(e) for e in listed]
-
-
-def _host_without_port(policies: list[Obj]) -> Iterator[Finding]:
-    for obj in policies:
-        action = str((obj.doc.get("spec") or {}).get("action") or "ALLOW")  # Istio's default
-        for where, key, entries in _host_lists(obj):
-            missed = _PORT_MISSED.get((action, key))
-            if missed is None:
-                continue  # AUDIT only logs
-            for entry in dict.fromkeys(entries):
-                if not _misses_ports(entry, entries):
-                    continue
-                if entry.startswith("*"):
-                    example = f"x{entry[1:]}:443"
-                    what = f"{where} lists {entry!r}, a suffix that no Host with a port matches"
-                    fix = (
-                        f"list each host {entry!r} stands for as 'name' and 'name:*' "
-                        f"({entry + ':*'!r} is no pattern: Istio reads a leading '*' as a "
-                        "suffix match and allows one '*')"
-                    )
-                else:
-                    example = f"{entry}:443"
-                    what = f"{where} lists {entry!r} but not {entry + ':*'!r}"
-                    fix = f"add {entry + ':*'!r} to the same list (mtlskit kyma render does)"
-                why = (
-                    f"Istio matches {key} against the Host header including its port and does "
-                    f"not strip the port by default: Host {example!r} {missed}"
-                )
-                yield Finding("host-without-port", obj.source, obj.label, what, why, fix)
-
-
-def check_manifests(manifests: Sequence[tuple[str, Any]]) -> list[Finding]:
+def check_manifests(
+    manifests: Sequence[tuple[str, Any]], *, ingress_namespace: str = INGRESS_NAMESPACE
+) -> list[Finding]:
     """Find the known mTLS pitfalls in a set of manifests read together.
 
     Args:
         manifests: (source, document) pairs as loaded from YAML; non-mappings are skipped
             and `kind: List` is expanded.
+        ingress_namespace: where the ingress gateway runs and reads its Secrets.
 
     Returns:
-        Every finding, grouped by check; empty when the set is clean.
+        Every finding, of every severity, grouped by check; empty when the set is clean.
+        `failing(findings, strict=...)` says which of them fail the check.
     """
     objs = list(objects(manifests))
     secrets = [o for o in objs if o.kind == "Secret"]
     gateways = [o for o in objs if o.kind == "Gateway"]
+    apirules = [o for o in objs if o.kind == "APIRule"]
     cas = list(_client_cas(secrets))
     return [
         *_ca_in_server_secret(secrets),
-        *_missing_cacert(gateways, secrets),
+        *mutual_without_credential(gateways),
+        *credential_location(gateways, objs, ingress_namespace),
+        *_missing_cacert(objs, secrets, ingress_namespace),
         *_cacert_not_ca(cas),
         *_client_ca_serverauth(cas, secrets),
-        *_host_not_covered(objs),
-        *_old_paths([o for o in objs if o.kind == "APIRule"]),
-        *_host_without_port([o for o in objs if o.kind == "AuthorizationPolicy"]),
+        *host_not_covered(objs),
+        *optional_mutual_noauth(gateways, apirules),
+        *paths(apirules),
+        *host_without_port([o for o in objs if o.kind == "AuthorizationPolicy"]),
     ]

@@ -16,6 +16,7 @@ from mtlskit.identity._peer import (
     PeerIdentity,
 )
 from mtlskit.identity._wire import (
+    XfccElement,
     from_headers,
     parse_xfcc,
     rfc9440_headers,
@@ -29,6 +30,7 @@ __all__ = [
     "IdentityHeaderError",
     "IdentityHeaders",
     "PeerIdentity",
+    "XfccElement",
     "build_identity_block",
     "from_headers",
     "parse_xfcc",

@@ -7,7 +7,7 @@ import binascii
 import functools
 import hmac
 from collections.abc import Iterable, Mapping
-from typing import cast
+from typing import Literal, cast
 from urllib.parse import unquote
 
 from cryptography import x509
@@ -29,8 +29,11 @@ from mtlskit.identity._peer import (
     _url_pem,
 )
 
-
 # -- Envoy x-forwarded-client-cert ----------------------------------------------------------
+# Which element from_headers reads: "first" (the edge proxy's), "last", or an index.
+XfccElement = Literal["first", "last"] | int
+
+
 def _xfcc_plain(value: str) -> str:
     if not _XFCC_NEEDS_QUOTES.search(value):
         return value
@@ -135,7 +138,7 @@ def parse_xfcc(value: str) -> list[list[tuple[str, str]]]:
 def _one(pairs: list[tuple[str, str]], key: str) -> str | None:
     values = [v for k, v in pairs if k.lower() == key]
     if len(values) > 1:
-        raise IdentityHeaderError(f"the closest proxy's XFCC element has {len(values)} {key} keys")
+        raise IdentityHeaderError(f"the chosen XFCC element has {len(values)} {key} keys")
     return values[0] if values else None
 
 
@@ -147,12 +150,83 @@ def _load_pems(encoded: str, key: str) -> list[bytes]:
     return [c.public_bytes(Encoding.DER) for c in certs]
 
 
-def _from_xfcc(value: str) -> PeerIdentity | None:
+def _check_element(element: object) -> None:
+    # bool is an int: element=True would silently mean index 1
+    if isinstance(element, bool) or not isinstance(element, int | str):
+        raise TypeError(f"element must be 'first', 'last' or an int, not {element!r}")
+    if isinstance(element, str) and element not in ("first", "last"):
+        raise ValueError(f"element must be 'first', 'last' or an int, not {element!r}")
+
+
+def _index(element: XfccElement, count: int) -> int:
+    if element == "first":
+        return 0
+    if element == "last":
+        return count - 1
+    assert isinstance(element, int)  # noqa: S101  (narrowing: _check_element ran first)
+    if not -count <= element < count:
+        raise IdentityHeaderError(
+            f"x-forwarded-client-cert has {count} element(s); element={element} is not one",
+            "count the proxies that append an element behind the edge, or use element='first'",
+        )
+    return element % count
+
+
+def _values(pairs: list[tuple[str, str]], key: str) -> list[str]:
+    return [v for k, v in pairs if k.lower() == key]
+
+
+def _no_cert(elements: list[list[tuple[str, str]]], index: int, element: XfccElement) -> str:
+    pairs = elements[index]
+    where = f"element {index + 1} of {len(elements)} (element={element!r})"
+    peer = ", ".join(_values(pairs, "uri")) or "none"
+    by = ", ".join(_values(pairs, "by")) or "none"
+    return (
+        f"the chosen x-forwarded-client-cert {where} has no Cert or Chain, so it names no "
+        f"client certificate (its By={by}, URI={peer}): an element like this is written by a "
+        "mesh proxy about its own peer (an Istio sidecar describing the ingress gateway), and "
+        "its identity is never returned as the client's"
+    )
+
+
+def _no_cert_hint(elements: list[list[tuple[str, str]]], index: int) -> str:
+    with_cert = [i + 1 for i, e in enumerate(elements) if _values(e, "cert") or _values(e, "chain")]
+    if with_cert and index != with_cert[0] - 1:
+        return (
+            f"element {with_cert[0]} carries a Cert: behind Kyma/Istio the edge client's "
+            "element is the first (from_headers(headers, element='first'), the default)"
+        )
+    return (
+        "make the edge proxy add it (Envoy: set_current_client_cert_details.cert: true; "
+        "mtlskit does by default), or read Hash/Subject/URI/DNS with "
+        "mtlskit.identity.parse_xfcc()"
+    )
+
+
+def _check_via(elements: list[list[tuple[str, str]]], index: int, via: str) -> None:
+    last = elements[-1]
+    peers = _values(last, "uri")
+    if index == len(elements) - 1 or via not in peers:
+        seen = ", ".join(peers) or "no URI"
+        raise IdentityHeaderError(
+            f"x-forwarded-client-cert does not show the request arriving from {via}: the "
+            f"last element, the one the workload's own proxy wrote, names {seen}"
+            + (" and is the chosen element itself" if index == len(elements) - 1 else ""),
+            "the request did not come straight from the ingress gateway (another workload "
+            "may have written the earlier elements); allow only the gateway to call this "
+            "workload (an Istio AuthorizationPolicy on source.principals)",
+        )
+
+
+def _from_xfcc(value: str, element: XfccElement, via: str | None) -> PeerIdentity | None:
     elements = parse_xfcc(value)
     if not elements:
         return None
-    last = elements[-1]  # added by the proxy closest to us: the only one we can trust
-    cert, chain, digest = _one(last, "cert"), _one(last, "chain"), _one(last, "hash")
+    index = _index(element, len(elements))
+    if via is not None:
+        _check_via(elements, index, via)
+    chosen = elements[index]
+    cert, chain, digest = _one(chosen, "cert"), _one(chosen, "chain"), _one(chosen, "hash")
     chain_der = _load_pems(chain, "Chain") if chain is not None else []
     if cert is not None:
         leaf = _load_pems(cert, "Cert")
@@ -163,10 +237,7 @@ def _from_xfcc(value: str) -> PeerIdentity | None:
         chain_der = chain_der or leaf
     if not chain_der:
         raise IdentityHeaderError(
-            "the closest proxy's x-forwarded-client-cert element has no Cert, so the client "
-            "certificate cannot be rebuilt",
-            "make the proxy add it (Envoy: set_current_client_cert_details.cert: true; mtlskit "
-            "does by default), or read Hash/Subject/URI/DNS with mtlskit.identity.parse_xfcc()",
+            _no_cert(elements, index, element), _no_cert_hint(elements, index)
         )
     identity = _identity_from_der(chain_der[0], chain_der[1:], "x-forwarded-client-cert")
     if digest is not None and not hmac.compare_digest(
@@ -224,27 +295,54 @@ def _text(value: object) -> str:
     raise IdentityHeaderError(f"a header name or value is {type(value).__name__}, not str/bytes")
 
 
-def from_headers(headers: HeaderInput) -> PeerIdentity | None:
+def from_headers(
+    headers: HeaderInput, *, element: XfccElement = "first", via: str | None = None
+) -> PeerIdentity | None:
     """The client identity a trusted proxy (mtlskit, Envoy, Istio) put in the request headers.
 
-    Prefers RFC 9440 `Client-Cert` (+ `Client-Cert-Chain`); otherwise reads the last
-    x-forwarded-client-cert element, the one the closest proxy added, and rebuilds the
-    identity from its `Cert` (checked against its `Hash`). Only call this when every request
-    reaches the app through that proxy, which strips client-sent copies.
+    Prefers RFC 9440 `Client-Cert` (+ `Client-Cert-Chain`); otherwise reads one
+    x-forwarded-client-cert element and rebuilds the identity from its `Cert` (checked
+    against its `Hash`). Only call this when every request reaches the app through that
+    proxy, which strips client-sent copies.
+
+    Which XFCC element: XFCC is a list, one element per proxy that appended one. The edge
+    proxy (mtlskit always; Istio/Kyma ingress gateways by default, SANITIZE_SET) drops any
+    XFCC the client sent and writes exactly one element, about the client's certificate;
+    proxies behind it (the workload's sidecar, APPEND_FORWARD) append theirs after it, about
+    their own peer and without `Cert`. So the edge client's element is the first, however
+    many hops follow; counting from the end would break whenever a hop is added or removed
+    (a sidecar appends nothing when mesh mTLS is off). `element="last"` suits an edge that
+    appends client-sent values (APPEND_FORWARD) with no proxy behind it. The chosen element
+    is used or refused: when it has no `Cert`, this raises rather than fall back to another
+    element, so a mesh proxy's own identity is never taken for the client's.
+
+    With "first", a caller that reaches the workload without passing the edge (another pod
+    in the mesh) can write the first element itself. Give `via` (the ingress gateway's
+    SPIFFE ID) to require that the last element, the one the workload's own sidecar writes
+    about the peer it verified, names it; or allow only the gateway to call the workload.
 
     Args:
         headers: a mapping (dict, Flask/Starlette headers) or (name, value) pairs, str or
             bytes; names are case-insensitive and repeated fields are joined with `,`.
+        element: "first" (default), "last", or an index into the elements (negative counts
+            from the end).
+        via: a URI the last XFCC element's `URI=` must hold, e.g.
+            "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
+            None checks nothing. Not used for RFC 9440 headers.
 
     Returns:
         The identity, or None when no identity header is present.
 
     Raises:
         IdentityHeaderError: a header is malformed, its certificate does not parse, the Hash
-            does not match, or the XFCC element has no Cert. An element without Cert is an
-            error rather than a partial identity: every field here is meant to be checked, and
-            a silently half-empty identity would make policy code quietly wrong.
+            does not match, the chosen XFCC element does not exist or has no Cert, or `via`
+            is not the last element's peer. An element without Cert is an error rather than
+            a partial identity: every field here is meant to be checked, and a silently
+            half-empty identity would make policy code quietly wrong.
+        ValueError: `element` is a string other than "first" or "last".
+        TypeError: `element` is neither a string nor an int.
     """
+    _check_element(element)
     found: dict[str, list[str]] = {}
     items = getattr(headers, "items", None)
     pairs = cast("Iterable[object]", items() if callable(items) else headers)
@@ -262,5 +360,5 @@ def from_headers(headers: HeaderInput) -> PeerIdentity | None:
     if "client-cert-chain" in found:
         raise IdentityHeaderError("Client-Cert-Chain arrived without Client-Cert (RFC 9440 2.2)")
     if "x-forwarded-client-cert" in found:
-        return _from_xfcc(",".join(found["x-forwarded-client-cert"]))
+        return _from_xfcc(",".join(found["x-forwarded-client-cert"]), element, via)
     return None
