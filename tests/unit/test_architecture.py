@@ -52,6 +52,7 @@ PURE = [
     "trust/__init__.py",
     "trust/_ext.py",
     "trust/_verifier.py",
+    "trust/checks.py",
     "trust/chain.py",
     "trust/diagnose.py",
     "trust/reasons.py",
@@ -81,6 +82,9 @@ PURE = [
     "export/istio.py",
     "export/_manifest.py",
     "export/_objects.py",
+    "export/_finding.py",
+    "export/_check_gateways.py",
+    "export/_check_policies.py",
 ]
 
 
