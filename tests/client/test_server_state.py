@@ -84,36 +84,13 @@ def _server(w: dict[str, Any], *extra: str | Path) -> Any:
     )
 
 
-def _probe(mtlskit: Callable[..., Any], port: int, w: dict[str, Any]) -> dict[str, Any]:
-    result = mtlskit(
-        "probe",
-        f"localhost:{port}",
-        "--ca",
-        w["root"].cert,
-        "--cert",
-        w["chain"],
-        "--key",
-        w["client"].key,
-        "--json",
-    )
+def _ask(mtlskit: Callable[..., Any], command: str, port: int, w: dict[str, Any]) -> Any:
+    """`mtlskit probe|request` with carol's chain, as JSON."""
+    target = f"localhost:{port}" if command == "probe" else f"https://localhost:{port}/"
+    client = ["--cert", w["chain"], "--key", w["client"].key]
+    result = mtlskit(command, target, "--ca", w["root"].cert, *client, "--json")
     assert "Traceback" not in result.err
-    return dict(json.loads(result.out))
-
-
-def _request(mtlskit: Callable[..., Any], port: int, w: dict[str, Any]) -> dict[str, Any]:
-    result = mtlskit(
-        "request",
-        f"https://localhost:{port}/",
-        "--ca",
-        w["root"].cert,
-        "--cert",
-        w["chain"],
-        "--key",
-        w["client"].key,
-        "--json",
-    )
-    assert "Traceback" not in result.err
-    return dict(json.loads(result.out))
+    return json.loads(result.out)
 
 
 CASES = [
@@ -153,8 +130,8 @@ def test_probe_says_the_client_certificate_is_fine_and_names_the_server_side_cau
     files = {"expired_crl": world["expired_crl"], "other_root": world["other"].cert}
     extra = [files.get(f, f) for f in flags]
     with _server(world, *extra) as port:
-        report = _probe(mtlskit, port, world)
-        asked = _request(mtlskit, port, world)
+        report = _ask(mtlskit, "probe", port, world)
+        asked = _ask(mtlskit, "request", port, world)
     # request runs the same preflight: the same code, explanation and fix
     assert (asked["code"], asked["explanation"], asked["fix"]) == (
         report["code"],
