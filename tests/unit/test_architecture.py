@@ -62,6 +62,7 @@ PURE = [
     "identity/_wire.py",
     "identity/_headers.py",
     "policy.py",
+    "routes.py",
     "gateway/handshake.py",
     "gateway/head.py",
     "gateway/admission.py",
