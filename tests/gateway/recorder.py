@@ -151,6 +151,10 @@ class Recorder:
 
     def close(self) -> None:
         self._stop = True
+        try:  # wakes the accept() blocked in the thread; close() alone does not
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._sock.close()
         for sock in list(self._open):
             try:
