@@ -19,10 +19,12 @@ from mtlskit.errors import ConfigError
 
 __all__ = [
     "ADDRESS",
+    "ALPN",
     "BOOL",
     "CHOICE",
     "DURATION",
     "DURATION_OR_ZERO",
+    "HTTP_ALPN",
     "IDENTITY_HEADERS",
     "INT",
     "OPTIONAL_ADDRESS",
@@ -35,9 +37,12 @@ __all__ = [
     "UpstreamAddress",
     "parse_address",
     "parse_upstream",
+    "resolve_protocols",
 ]
 
 IDENTITY_HEADER_KINDS = ("xfcc", "client-cert")
+# ALPN protocol IDs the HTTP mode can speak to clients (RFC 7301; IANA's registry names).
+HTTP_ALPN = ("h2", "http/1.1")
 
 
 def _bad(s: Setting, raw: Any, expected: str) -> ConfigError:
@@ -126,6 +131,15 @@ def _parse_upstream(raw: Any, s: Setting, base: Path) -> UpstreamAddress:
     return parse_upstream(_string(raw, s), s.where)
 
 
+def _parse_alpn(raw: Any, s: Setting, base: Path) -> tuple[str, ...]:
+    protocols = tuple(_strings(raw, s))
+    for proto in protocols:
+        # An ALPN ID is 1-255 bytes (RFC 7301 3.1); the HTTP mode checks the names it speaks.
+        if len(proto.encode()) > 255 or not proto.isascii():
+            raise _bad(s, raw, "a list of ALPN protocol IDs (ASCII, at most 255 bytes each)")
+    return protocols
+
+
 def _parse_identity_headers(raw: Any, s: Setting, base: Path) -> tuple[str, ...]:
     kinds = tuple(k.strip().lower() for k in _string(raw, s).split(",") if k.strip())
     for k in kinds:
@@ -166,6 +180,7 @@ CHOICE = Kind(_parse_choice)  # one of the values of the field's Literal type
 ADDRESS = Kind(_parse_address, show=_show_address)  # host:port
 OPTIONAL_ADDRESS = Kind(_parse_optional_address, show=_show_address)  # host:port, or off
 UPSTREAM = Kind(_parse_upstream)
+ALPN = Kind(_parse_alpn, Flag.REPEAT, show=lambda v: ", ".join(f'"{p}"' for p in v))
 IDENTITY_HEADERS = Kind(_parse_identity_headers, show=",".join)
 TEMPLATES = Kind(_parse_templates, Flag.PAIRS, metavar="NAME=TEMPLATE")  # [headers] NAME = "..."
 
@@ -173,9 +188,12 @@ TEMPLATES = Kind(_parse_templates, Flag.PAIRS, metavar="NAME=TEMPLATE")  # [head
 # -- addresses ---------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class UpstreamAddress:
-    """Where the workload listens: tcp host:port or a unix socket path."""
+    """Where the workload listens: tcp host:port or a unix socket path.
 
-    scheme: Literal["http", "tcp", "unix"]
+    `h2c` is HTTP/2 over cleartext TCP (RFC 9113 3.3, prior knowledge), as gRPC needs.
+    """
+
+    scheme: Literal["http", "h2c", "tcp", "unix"]
     host: str = ""
     port: int = 0
     path: str = ""
@@ -213,13 +231,16 @@ def parse_address(text: str, what: str) -> tuple[str, int]:
 
 
 def parse_upstream(text: str, what: str = "upstream") -> UpstreamAddress:
-    """Read http://host:port, tcp://host:port or unix:/path (`what` names the flag or key).
+    """Read http://, h2c://host:port, tcp://host:port or unix:/path (`what`: the flag or key).
 
     Raises:
         ConfigError: another scheme, a path, or a port that is missing (tcp), 0 or not
             a number up to 65535.
     """
-    hint = "write http://127.0.0.1:8080, tcp://127.0.0.1:5432 or unix:/run/app.sock"
+    hint = (
+        "write http://127.0.0.1:8080, h2c://127.0.0.1:50051, tcp://127.0.0.1:5432 or "
+        "unix:/run/app.sock"
+    )
     if text.startswith("unix:"):
         path = text[len("unix:") :].removeprefix("//")
         if not path:
@@ -229,7 +250,7 @@ def parse_upstream(text: str, what: str = "upstream") -> UpstreamAddress:
         parts = urlsplit(text)
     except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed "["
         raise ConfigError(f"{what} {text!r} is not a URL ({exc})", hint) from exc
-    if parts.scheme not in ("http", "tcp") or not parts.hostname:
+    if parts.scheme not in ("http", "h2c", "tcp") or not parts.hostname:
         raise ConfigError(f"{what} {text!r} is not a supported address", hint)
     if parts.path not in ("", "/"):
         raise ConfigError(f"{what} {text!r} has a path; paths are passed through as sent", hint)
@@ -243,8 +264,44 @@ def parse_upstream(text: str, what: str = "upstream") -> UpstreamAddress:
                 f"{what} {text!r}: port 0 is not a port a workload can listen on",
                 f"give the port the workload listens on, e.g. {parts.scheme}://127.0.0.1:8080",
             )
-    elif parts.scheme == "http":
+    elif parts.scheme in ("http", "h2c"):
         port = 80
     else:
         raise ConfigError(f"{what} {text!r} needs a port", hint)
     return UpstreamAddress(parts.scheme, host=parts.hostname, port=port)  # type: ignore[arg-type]
+
+
+def resolve_protocols(values: dict[str, Any], mode: str, upstream: UpstreamAddress) -> None:
+    """Fill in upstream_protocol and tls.alpn from the mode and the upstream, or refuse.
+
+    Raises:
+        ConfigError: a protocol the mode or the upstream's scheme contradicts.
+    """
+    protocol = values.get("upstream_protocol")
+    implied = {"h2c": "h2c", "http": "http/1.1"}.get(upstream.scheme)
+    if mode == "tcp":
+        if protocol is not None:
+            raise ConfigError(
+                "upstream_protocol is set in TCP mode", "TCP mode relays bytes: remove it"
+            )
+        if upstream.scheme == "h2c":
+            raise ConfigError("--mode tcp with an h2c:// upstream", "write it as tcp://host:port")
+    elif implied is not None and protocol not in (None, implied):
+        raise ConfigError(
+            f"upstream_protocol = {protocol!r} with a {upstream.scheme}:// upstream",
+            f"the scheme says {implied}: leave upstream_protocol out, or write "
+            f"{'h2c' if protocol == 'h2c' else 'http'}://{upstream.host}:{upstream.port}",
+        )
+    if mode == "http":
+        values["upstream_protocol"] = protocol or implied or "http/1.1"
+    tls = values["tls"]
+    alpn = tls.get("alpn")
+    if alpn is None:
+        tls["alpn"] = HTTP_ALPN if mode == "http" else ()
+    elif mode == "http":
+        unknown = [p for p in alpn if p not in HTTP_ALPN]
+        if unknown or not alpn:
+            raise ConfigError(
+                f"'tls.alpn' (--alpn): HTTP mode speaks h2 and http/1.1, not {unknown}",
+                'write alpn = ["h2", "http/1.1"], or ["http/1.1"] to turn HTTP/2 off',
+            )

@@ -29,6 +29,7 @@ from mtlskit._config_keys import (
 )
 from mtlskit._config_kinds import (
     ADDRESS,
+    ALPN,
     BOOL,
     CHOICE,
     DURATION,
@@ -45,6 +46,7 @@ from mtlskit._config_kinds import (
     UpstreamAddress,
     parse_address,
     parse_upstream,
+    resolve_protocols,
 )
 from mtlskit.errors import CertificateLoadError, ConfigError
 from mtlskit.policy import AccessPolicy
@@ -64,6 +66,7 @@ __all__ = [
 ]
 
 Mode = Literal["http", "tcp"]
+UpstreamProtocol = Literal["http/1.1", "h2c"]
 LogFormat = Literal["text", "json"]
 
 
@@ -125,6 +128,16 @@ class TLSConfig:
         help="TLS 1.3 session tickets per handshake (0 disables resumption)",
         doc="`2`: resumption on (OpenSSL's two TLS 1.3 tickets per full handshake, kept 5 "
         "minutes); `0`: off. Other counts cannot be set through pyOpenSSL",
+    )
+    # None: h2 and http/1.1 in HTTP mode (the client picks), nothing in TCP mode.
+    alpn: tuple[str, ...] | None = config_key(
+        None,
+        kind=ALPN,
+        default_doc='`"h2", "http/1.1"` (HTTP mode); none (TCP mode)',
+        help="ALPN protocols offered, in order of preference (repeatable): h2, http/1.1",
+        doc="ALPN protocols selected from the client's offer, ours first: `h2` (HTTP/2) and "
+        "`http/1.1` in HTTP mode; any IDs in TCP mode. A client offering none of them "
+        "goes on without ALPN (HTTP/1.1)",
     )
     acme: AcmeConfig | None = config_table(
         AcmeConfig,
@@ -196,6 +209,14 @@ class LimitsConfig:
         why="the accept queue needs room for one connection",
         doc="the listen(2) accept queue (the kernel caps it at `net.core.somaxconn`)",
     )
+    # RFC 9113 6.5.2 recommends no less than 100 (nginx's http2_max_concurrent_streams 128).
+    max_concurrent_streams: int = config_key(
+        100,
+        kind=INT,
+        minimum=1,
+        why="0 would let an HTTP/2 client open no stream at all",
+        doc="HTTP/2 streams open at once per client connection (SETTINGS_MAX_CONCURRENT_STREAMS)",
+    )
     # Idle upstream connections kept for any client (HTTP mode; nginx's `keepalive 64`),
     # and how long one may wait (nginx's keepalive_timeout for upstreams is 60 s).
     upstream_keepalive: int = config_key(
@@ -224,8 +245,18 @@ class GatewayConfig:
     )
     upstream: UpstreamAddress = config_key(
         kind=UPSTREAM,
-        help="the workload: http://host:port, tcp://host:port or unix:/path",
-        doc="the workload: `http://host:port`, `tcp://host:port` or `unix:/path`",
+        help="the workload: http://host:port, h2c://host:port, tcp://host:port or unix:/path",
+        doc="the workload: `http://host:port` (HTTP/1.1), `h2c://host:port` (HTTP/2 "
+        "cleartext, for gRPC), `tcp://host:port` or `unix:/path`",
+    )
+    # load_gateway_config sets it from the scheme (h2c:// speaks h2c, http:// HTTP/1.1).
+    upstream_protocol: UpstreamProtocol = config_key(
+        "http/1.1",
+        kind=CHOICE,
+        default_doc="from upstream",
+        help="what a unix: upstream speaks: http/1.1 or h2c",
+        doc="what the workload speaks: `http/1.1` or `h2c` (HTTP/2 cleartext); set it for a "
+        "`unix:` upstream, the scheme says it for the others",
     )
     # load_gateway_config picks tcp for a tcp:// upstream, http otherwise.
     mode: Mode = config_key(
@@ -325,6 +356,7 @@ def load_gateway_config(data: Mapping[str, Any], *, base_dir: Path | None = None
         raise ConfigError("--mode tcp with an http:// upstream", "write it as tcp://host:port")
     if mode == "http" and upstream.scheme == "tcp":
         raise ConfigError("--mode http with a tcp:// upstream", "write it as http://host:port")
+    resolve_protocols(values, mode, upstream)
     config: GatewayConfig = build(GatewayConfig, values)
     return config
 

@@ -7,12 +7,23 @@ import io
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    ResponseReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+)
 
 from mtlskit.config import GatewayConfig, load_gateway_config
 from mtlskit.gateway.embedded import EmbeddedGateway, embedded_gateway
@@ -189,3 +200,131 @@ def tls_client(pki: PKI, gw: Running, name: str = "alice") -> Iterator[ssl.SSLSo
         yield tls
     finally:
         tls.close()
+
+
+# -- HTTP/2 (the h2 tests) ----------------------------------------------------------------
+@dataclass
+class H2Response:
+    """What one stream received."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytearray = field(default_factory=bytearray)
+    trailers: dict[str, str] = field(default_factory=dict)
+    ended: bool = False
+    reset: int | None = None
+
+    @property
+    def status(self) -> int:
+        return int(self.headers.get(":status", "0"))
+
+
+class H2Client:
+    """An HTTP/2 client over real TLS on h2's client state machine, driven by hand.
+
+    Unlike curl or httpx it can hold back a stream's WINDOW_UPDATEs (a slow reader), see
+    trailers and resets per stream, and offer any ALPN list.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        ctx: ssl.SSLContext,
+        alpn: Iterable[str] = ("h2",),
+        *,
+        validate: bool = True,
+    ) -> None:
+        ctx.set_alpn_protocols(list(alpn))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        config = H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=validate
+        )
+        self.h2 = H2Connection(config)
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(2**30)  # only stream windows pace the server
+        self.responses: dict[int, H2Response] = {}
+        self.held: set[int] = set()  # streams whose DATA is not acknowledged (slow readers)
+        self.unacked: dict[int, int] = {}
+        self.goaway: ConnectionTerminated | None = None
+        self._flush()
+
+    def close(self) -> None:
+        self.tls.close()
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self.tls.sendall(data)
+
+    def request(
+        self,
+        path: str,
+        method: str = "GET",
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes | None = None,
+    ) -> int:
+        """Start a request; a body is sent at once (it must fit the server's window)."""
+        sid = self.h2.get_next_available_stream_id()
+        fields = [(":method", method), (":scheme", "https"), (":authority", "localhost")]
+        fields += [(":path", path), *headers]
+        self.h2.send_headers(sid, fields, end_stream=body is None)
+        if body is not None:
+            self.h2.send_data(sid, body, end_stream=True)
+        self.responses[sid] = H2Response()
+        self._flush()
+        return sid
+
+    def release(self, sid: int) -> None:
+        """Read stream `sid` again: acknowledge what it received meanwhile."""
+        self.held.discard(sid)
+        n = self.unacked.pop(sid, 0)
+        if n:
+            self.h2.acknowledge_received_data(n, sid)
+            self._flush()
+
+    def pump(self, until: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Read and handle frames until `until()` holds (a bound on waiting, not a timing)."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still waiting after {timeout} s: {self.responses}")
+            self.tls.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                data = self.tls.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                if self.goaway is not None:
+                    return  # the server said why before closing
+                raise AssertionError(f"connection closed: {self.responses}")
+            for event in self.h2.receive_data(data):
+                self._event(event)
+            self._flush()
+
+    def wait(self, *sids: int, timeout: float = 10.0) -> list[H2Response]:
+        """Wait until every stream in `sids` has ended or was reset."""
+        done = lambda: all(  # noqa: E731
+            self.responses[s].ended or self.responses[s].reset is not None for s in sids
+        )
+        self.pump(done, timeout)
+        return [self.responses[s] for s in sids]
+
+    def _event(self, event: object) -> None:
+        if isinstance(event, ResponseReceived | TrailersReceived):
+            target = self.responses[event.stream_id or 0]
+            into = target.headers if isinstance(event, ResponseReceived) else target.trailers
+            into.update((str(k), str(v)) for k, v in event.headers or ())
+        elif isinstance(event, DataReceived):
+            sid = event.stream_id or 0
+            self.responses[sid].body += event.data or b""
+            n = event.flow_controlled_length or 0
+            if sid in self.held:
+                self.unacked[sid] = self.unacked.get(sid, 0) + n
+            elif n:
+                self.h2.acknowledge_received_data(n, sid)
+        elif isinstance(event, StreamEnded):
+            self.responses[event.stream_id or 0].ended = True
+        elif isinstance(event, StreamReset):
+            self.responses[event.stream_id or 0].reset = event.error_code
+        elif isinstance(event, ConnectionTerminated):
+            self.goaway = event

@@ -19,6 +19,10 @@ from mtlskit.demo.echo import EchoServer
 from tests.gateway.harness import PKI, client_context, curl_as, gateway_config, running_gateway
 from tests.integration.peers import curl, openssl
 
+# Each refusal the gateway writes itself, over both protocols curl speaks to it.
+PROTO = {"1.1": "--http1.1", "2": "--http2"}
+BOTH = pytest.mark.parametrize("v", list(PROTO))
+
 
 def _headers(answer: dict[str, Any]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
@@ -154,10 +158,11 @@ def test_revoked_certificate_is_refused(pki: PKI, echo: EchoServer) -> None:
         assert ok.returncode == 0 and json.loads(ok.stdout)["path"] == "/"
 
 
-def test_no_matching_rule_gets_403_with_the_reason(pki: PKI, echo: EchoServer) -> None:
+@BOTH
+def test_no_matching_rule_gets_403_with_the_reason(pki: PKI, echo: EchoServer, v: str) -> None:
     with running_gateway(gateway_config(pki, echo.url)) as gw:
-        r = curl_as(pki, "carol", gw.url + "/private", "-i")
-        assert r.stdout.startswith("HTTP/1.1 403")
+        r = curl_as(pki, "carol", gw.url + "/private", "-i", PROTO[v])
+        assert r.stdout.startswith(f"HTTP/{v} 403")
         assert "no allow rule matched" in r.stdout
         assert "alice" not in r.stdout  # names nobody else
         assert "deny(" in gw.wait_for_log('"GET /private" 403')
@@ -209,25 +214,27 @@ def test_upgrade_is_tunnelled(pki: PKI, echo: EchoServer) -> None:
             assert got == b"HELLO TUNNEL"
 
 
-def test_upstream_down_is_502_and_slow_is_504(pki: PKI) -> None:
+@BOTH
+def test_upstream_down_is_502_and_slow_is_504(pki: PKI, v: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     with running_gateway(gateway_config(pki, f"http://127.0.0.1:{dead}")) as gw:
-        r = curl_as(pki, "alice", gw.url + "/", "-i")
-        assert r.stdout.startswith("HTTP/1.1 502")
+        r = curl_as(pki, "alice", gw.url + "/", "-i", PROTO[v])
+        assert r.stdout.startswith(f"HTTP/{v} 502")
     with (
         EchoServer() as slow,
         running_gateway(gateway_config(pki, slow.url, limits={"upstream_timeout": "1s"})) as gw,
     ):
-        r = curl_as(pki, "alice", gw.url + "/slow?s=3", "-i")
-        assert r.stdout.startswith("HTTP/1.1 504")
+        r = curl_as(pki, "alice", gw.url + "/slow?s=3", "-i", PROTO[v])
+        assert r.stdout.startswith(f"HTTP/{v} 504")
 
 
-def test_oversized_head_gets_431(pki: PKI, echo: EchoServer) -> None:
+@BOTH
+def test_oversized_head_gets_431(pki: PKI, echo: EchoServer, v: str) -> None:
     with running_gateway(gateway_config(pki, echo.url, limits={"max_header_bytes": 4096})) as gw:
-        r = curl_as(pki, "alice", gw.url + "/", "-i", "-H", "X-Big: " + "a" * 10_000)
-        assert r.stdout.startswith("HTTP/1.1 431")
+        r = curl_as(pki, "alice", gw.url + "/", "-i", PROTO[v], "-H", "X-Big: " + "a" * 10_000)
+        assert r.stdout.startswith(f"HTTP/{v} 431")
 
 
 def test_status_endpoints(pki: PKI, echo: EchoServer) -> None:

@@ -258,20 +258,3 @@ def test_min_version_13_refuses_tls12(pki: PKI, echo: EchoServer) -> None:
         assert "code=tls_version" in gw.wait_for_log("handshake_failed")
         ok = curl(*trust, *alice, gw.url + "/")
         assert ok.returncode == 0, ok.stderr
-
-
-def _alpn(port: int, pki: PKI, offer: str) -> str:
-    target = ["-connect", f"127.0.0.1:{port}", "-servername", "localhost"]
-    alice: list[str | Path] = ["-cert", pki["alice.crt"], "-key", pki["alice.key"]]
-    alice += ["-cert_chain", pki["intermediate.crt"]]
-    r = openssl("s_client", *target, *alice, "-CAfile", pki["root.crt"], "-alpn", offer, stdin="")
-    for line in r.stdout.splitlines():
-        if line.startswith(("ALPN protocol:", "No ALPN negotiated")):
-            return line
-    raise AssertionError(r.stdout + r.stderr)
-
-
-def test_alpn_selects_http11_in_http_mode(pki: PKI, echo: EchoServer) -> None:
-    with running_gateway(gateway_config(pki, echo.url)) as gw:
-        assert _alpn(gw.port, pki, "h2,http/1.1") == "ALPN protocol: http/1.1"
-        assert _alpn(gw.port, pki, "h2") == "No ALPN negotiated"  # no overlap: carry on

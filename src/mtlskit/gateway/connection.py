@@ -21,6 +21,7 @@ from mtlskit.policy import Decision
 
 if TYPE_CHECKING:
     from mtlskit.config import GatewayConfig
+    from mtlskit.gateway.h2up import H2cUpstream
     from mtlskit.gateway.logs import EventLog
     from mtlskit.gateway.metrics import Metrics
     from mtlskit.gateway.state import GatewayState
@@ -40,6 +41,7 @@ class ConnContext:
         log: the event and access log.
         pool: parked upstream links (HTTP mode), or None.
         closed: tells the gateway a verified connection has ended (its accounting).
+        h2c: the worker's HTTP/2 cleartext upstream (`h2c://`), shared by all streams.
     """
 
     loop: asyncio.AbstractEventLoop
@@ -48,6 +50,7 @@ class ConnContext:
     log: EventLog
     pool: UpstreamPool | None
     closed: Callable[[Connection], None]
+    h2c: H2cUpstream | None = None
 
     def event(self, event: str, message: str, *, level: str = "info", **fields: Any) -> None:
         """A gateway event line."""
@@ -62,10 +65,15 @@ class ConnContext:
         size: int,
         seconds: float,
         note: str = "",
+        *,
+        h2: bool = False,
     ) -> None:
-        """Count one response by status and, with the access log on, write its line."""
+        """Count one response by status (and protocol) and, with the access log on, log it."""
         if status:
-            self.metrics.response(status)
+            if h2:
+                self.metrics.h2_response(status)
+            else:
+                self.metrics.response(status)
         if self.config.access_log:
             self.log.access(
                 access_record(
@@ -164,21 +172,31 @@ class Connection(UpstreamOwner):
         """True when nothing is in flight: a shutdown may close it at once."""
         return True
 
-    def deny(self, method: bytes, target: bytes, size: int = 0) -> None:
+    def deny(
+        self,
+        method: bytes,
+        target: bytes,
+        size: int = 0,
+        *,
+        status: int | None = None,
+        h2: bool = False,
+    ) -> None:
         """Count and log a client refused by policy, revocation or its certificate.
 
         Args:
             method: the request's method, or b"-" in TCP mode (no HTTP status then).
             target: the request target, or b"-".
             size: the bytes of the 403 body sent (0 in TCP mode).
+            status: the status answered when it is not 403 (a gRPC error is a 200).
+            h2: the request came on an HTTP/2 stream.
         """
         decision = self.decision
         code = (decision.rule if decision is not None else "") or "no_rule_matched"
         self.ctx.metrics.denied.labels(code).inc()
-        status = REFUSALS["denied"].status.value if method != b"-" else 0
-        self.ctx.access(
-            self, method, target, status, size, 0.0, note=decision.reason if decision else ""
-        )
+        if status is None:
+            status = REFUSALS["denied"].status.value if method != b"-" else 0
+        note = decision.reason if decision else ""
+        self.ctx.access(self, method, target, status, size, 0.0, note=note, h2=h2)
 
     # -- the upstream link -----------------------------------------------------------------
     def use_upstream(self) -> bool:

@@ -150,6 +150,10 @@ class HTTPConnection(Connection):
         if method == b"CONNECT":
             self.reply("connect", "CONNECT is not supported: this is a reverse proxy")
             return
+        if self.ctx.h2c is not None:  # no HTTP/1.1 -> h2c translation (yet)
+            self.requests.append((method, target, self.loop.time()))
+            self.reply("upstream_unreachable", "the upstream speaks h2c only: use HTTP/2")
+            return
         head = rewrite_request_head(
             method,
             target,

@@ -30,6 +30,13 @@ METRIC_NAMES = {
     "mtlskit_connections_total": "TCP connections accepted",
     "mtlskit_handshakes_total": "TLS handshakes by result: ok, or the failure's reason code",
     "mtlskit_requests_total": "HTTP responses relayed, by status code",
+    "mtlskit_requests_by_protocol_total": (
+        "HTTP responses relayed, by the client's protocol: http/1.1 or h2 (one per stream)"
+    ),
+    "mtlskit_h2_goaways_total": (
+        "HTTP/2 connections ended by the gateway with GOAWAY, by reason: a guard's "
+        "(rapid_reset, settings_flood, ping_flood, empty_frames), or the h2 error code"
+    ),
     "mtlskit_denied_total": "clients refused after the handshake, by reason",
     "mtlskit_refused_total": "answers the gateway wrote itself (4xx/5xx), by reason code",
     "mtlskit_upstream_errors_total": (
@@ -86,6 +93,15 @@ class Metrics:
         self.requests = Counter(
             "mtlskit_requests", METRIC_NAMES["mtlskit_requests_total"], ["status"], registry=r
         )
+        self.requests_by_protocol = Counter(
+            "mtlskit_requests_by_protocol",
+            METRIC_NAMES["mtlskit_requests_by_protocol_total"],
+            ["protocol"],
+            registry=r,
+        )
+        self.h2_goaways = Counter(
+            "mtlskit_h2_goaways", METRIC_NAMES["mtlskit_h2_goaways_total"], ["reason"], registry=r
+        )
         self.denied = Counter(
             "mtlskit_denied", METRIC_NAMES["mtlskit_denied_total"], ["reason"], registry=r
         )
@@ -112,6 +128,7 @@ class Metrics:
         # Responses are counted in a plain dict on the hot path and folded into the
         # Prometheus counter by flush() (the gateway's sweeper, every 0.5 s, and render()).
         self._responses: dict[int, int] = {}
+        self._h2_responses = 0  # the rest were HTTP/1.1
 
     def handshake_ok(self) -> None:
         """Count one successful handshake."""
@@ -121,6 +138,11 @@ class Metrics:
         """Count one relayed response (runs per request: a dict increment)."""
         counts = self._responses
         counts[status] = counts.get(status, 0) + 1
+
+    def h2_response(self, status: int) -> None:
+        """Count one response on an HTTP/2 stream."""
+        self._h2_responses += 1
+        self.response(status)
 
     def connection_states(self, handshake: int, open_: int, lingering: int) -> None:
         """Set the gauges of sockets by state (and of handshakes in progress)."""
@@ -133,8 +155,14 @@ class Metrics:
         if self.sampler is not None:
             self.sampler()
         counts, self._responses = self._responses, {}
+        h2, self._h2_responses = self._h2_responses, 0
         for status, count in counts.items():
             self.requests.labels(str(status)).inc(count)
+        total = sum(counts.values())
+        if total > h2:
+            self.requests_by_protocol.labels("http/1.1").inc(total - h2)
+        if h2:
+            self.requests_by_protocol.labels("h2").inc(h2)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

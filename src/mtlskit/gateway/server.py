@@ -16,6 +16,8 @@ from mtlskit.gateway.acme import obtain_at_start, renew_forever
 from mtlskit.gateway.admission import admit
 from mtlskit.gateway.connection import ConnContext, Connection
 from mtlskit.gateway.flight import after_flight
+from mtlskit.gateway.h2server import H2Connection
+from mtlskit.gateway.h2up import H2cUpstream
 from mtlskit.gateway.handshake import HandshakeTimeoutError, classify_handshake_failure
 from mtlskit.gateway.http import HTTPConnection
 from mtlskit.gateway.listen import bind_listener
@@ -83,8 +85,18 @@ class Gateway:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_class = HTTPConnection if config.mode == "http" else TCPConnection
+        # One multiplexed h2c upstream per worker, for every client stream (gRPC).
+        self.h2c = (
+            H2cUpstream(
+                self.loop,
+                config.upstream,
+                connect_timeout=limits.upstream_connect_timeout.total_seconds(),
+            )
+            if config.mode == "http" and config.upstream_protocol == "h2c"
+            else None
+        )
         self.ctx = ConnContext(
-            self.loop, config, self.metrics, self.log, self.pool, self.connection_closed
+            self.loop, config, self.metrics, self.log, self.pool, self.connection_closed, self.h2c
         )
         self._handshake_timeout = config.limits.handshake_timeout.total_seconds()
         self._accept_error_logged = False
@@ -148,6 +160,8 @@ class Gateway:
             stream.abort()
         if self.pool is not None:
             self.pool.close()
+        if self.h2c is not None:
+            self.h2c.close()
         self.metrics.flush()
         self.log.event("stopped", "gateway stopped")
 
@@ -264,6 +278,8 @@ class Gateway:
             )
             stream.abort()
             return
+        if self.config.mode == "http" and ssl_conn.get_alpn_proto_negotiated() == b"h2":
+            conn = stream.protocol = H2Connection(self.ctx, conn.state)  # RFC 7301: h2
         self.connections.add(conn)
         self.metrics.connections_open.inc()
         conn.begin(stream, admission)

@@ -24,7 +24,7 @@ from mtlskit.policy import AccessPolicy, Decision, evaluate
 from mtlskit.tlsconfig import ServerContext, load_client_cas, server_context
 from mtlskit.trust import RevocationList, load_crl_set
 
-__all__ = ["FileStamp", "GatewayState", "file_stamps", "load_state"]
+__all__ = ["FileStamp", "GatewayState", "file_stamps", "load_state", "server_alpn"]
 
 FileStamp = tuple[str, int, int, int]  # path, mtime_ns, size, inode
 _CACHE_SIZE = 4096
@@ -40,6 +40,13 @@ def file_stamps(paths: list[Path]) -> tuple[FileStamp, ...]:
         except OSError:
             stamps.append((str(path), 0, 0, 0))
     return tuple(stamps)
+
+
+def server_alpn(config: GatewayConfig) -> tuple[str, ...]:
+    """The ALPN IDs the listener selects from, ours first (`[tls] alpn` or the mode's)."""
+    if config.tls.alpn is not None:
+        return config.tls.alpn
+    return ("h2", "http/1.1") if config.mode == "http" else ()
 
 
 def watched_files(config: GatewayConfig) -> list[Path]:
@@ -172,8 +179,9 @@ def load_state(config: GatewayConfig, now: datetime) -> GatewayState:
         min_version=config.tls.min_version,
         session_tickets=config.tls.session_tickets,
         crls=[rl.crl for rl in crls],
-        # HTTP mode speaks HTTP/1.1; TCP mode carries any protocol and selects none.
-        alpn=(b"http/1.1",) if config.mode == "http" else (),
+        # HTTP mode: h2 and http/1.1 (server.py serves what was selected); TCP mode carries
+        # any protocol and selects none unless told.
+        alpn=tuple(p.encode() for p in server_alpn(config)),
     )
     watch_flight(tls.context)  # tells a browser's speculative connection from a reset
     leaf = tls.chain[0]

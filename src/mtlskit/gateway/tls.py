@@ -25,6 +25,8 @@ from typing import Any, Final
 from cryptography import x509
 from OpenSSL import SSL
 
+from mtlskit.gateway.readiness import Readiness
+
 __all__ = ["HIGH_WATER", "LINGER_SECONDS", "READ_SIZE", "TLSStream"]
 
 READ_SIZE: Final = 65536
@@ -37,7 +39,7 @@ LINGER_SECONDS: Final = 2.0
 _HANDSHAKE, _OPEN, _CLOSING, _LINGER, _CLOSED = range(5)
 
 
-class TLSStream:
+class TLSStream(Readiness):
     """One accepted socket under TLS.
 
     Args:
@@ -70,13 +72,9 @@ class TLSStream:
         "_paused",
         "_protocol_paused",
         "_read_blocked",
-        "_reading",
         "_state",
-        "_writing",
         "conn",
-        "fd",
         "flight",
-        "loop",
         "peer",
         "protocol",
         "sock",
@@ -96,9 +94,8 @@ class TLSStream:
         on_failure: Callable[[TLSStream, BaseException], None],
         deadlines: set[TLSStream],
     ) -> None:
-        self.loop = loop
+        super().__init__(loop, sock.fileno())
         self.sock = sock
-        self.fd = sock.fileno()
         self.peer = peer
         self.protocol = protocol
         self.conn = SSL.Connection(context, sock)
@@ -111,9 +108,7 @@ class TLSStream:
         self._on_failure = on_failure
         self._state = _HANDSHAKE
         self._buffer: deque[memoryview | bytes] = deque()
-        self._reading = False
         self._read_blocked = False  # a read stopped until the socket takes OpenSSL's write
-        self._writing = False
         self._paused = False  # the protocol asked us not to read
         self._protocol_paused = False  # we asked the protocol not to write
         self._eof = False  # the peer has closed its side
@@ -315,6 +310,10 @@ class TLSStream:
             self._buffer.clear()
             self._finish(None)
 
+    def get_write_buffer_size(self) -> int:
+        """Bytes queued for the client that the socket has not taken yet."""
+        return sum(map(len, self._buffer))
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """The one transport fact connections ask for: peername."""
         return self.peer if name == "peername" else default
@@ -376,24 +375,3 @@ class TLSStream:
     def on_closed(self, callback: Callable[[TLSStream], None]) -> None:
         """Call `callback(stream)` once the socket is closed (the gateway's accounting)."""
         self._closed_cb = callback
-
-    # -- readiness -------------------------------------------------------------------------
-    def _want_read(self) -> None:
-        if not self._reading:
-            self._reading = True
-            self.loop.add_reader(self.fd, self._on_readable)
-
-    def _stop_reading(self) -> None:
-        if self._reading:
-            self._reading = False
-            self.loop.remove_reader(self.fd)
-
-    def _want_write(self) -> None:
-        if not self._writing:
-            self._writing = True
-            self.loop.add_writer(self.fd, self._on_writable)
-
-    def _stop_writing(self) -> None:
-        if self._writing:
-            self._writing = False
-            self.loop.remove_writer(self.fd)
