@@ -43,6 +43,12 @@ def register(groups: Any) -> None:
         help="acme: a Gardener Certificate from Let's Encrypt (default); files: a "
         "kubernetes.io/tls Secret from the gateway's tls.cert and tls.key",
     )
+    render.add_argument(
+        "--app-protocol",
+        choices=["grpc", "http2"],
+        help="for an h2c upstream: the Service port's name and appProtocol, so that Istio "
+        "speaks HTTP/2 to the workload (default grpc)",
+    )
     render.add_argument("--host", metavar="LABEL", help="exposed host LABEL.DOMAIN")
     render.add_argument("--dns-target", metavar="ADDR", help="also render a Gardener DNSEntry")
     render.add_argument("--gateway-name", default="kyma-mtls-gateway", metavar="NAME")
@@ -125,6 +131,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         gateway_name=args.gateway_name,
         credential_name=args.credential_name,
         dns_target=args.dns_target,
+        app_protocol=args.app_protocol,
     )
     export = render_kyma(config, options, inputs)
     for warning in export.warnings:

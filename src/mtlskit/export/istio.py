@@ -8,7 +8,7 @@ cannot express are denied there: the export fails closed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from mtlskit.config import GatewayConfig
 from mtlskit.export._manifest import ExportWarning, meta
@@ -22,6 +22,7 @@ __all__ = [
     "authorization_policies",
     "gateway",
     "ingress_warnings",
+    "workload_service",
 ]
 
 # Istio reads credentialName secrets (and `<name>-cacert`) from the ingress gateway's namespace.
@@ -46,7 +47,25 @@ YAML_COMMENTS: Final[Mapping[str, tuple[tuple[KeyPath, tuple[str, ...]], ...]]] 
             ),
         ),
     ),
+    # An h2c upstream's Service (workload_service) is meant to be merged into the workload's
+    # own Service, so the YAML says what applying it changes and what it does not do.
+    "Service": (
+        (
+            ("spec", "ports"),
+            (
+                "kubectl apply merges this into the workload's Service (ports merge by port",
+                "number): it names the port and sets appProtocol, so that Envoy speaks HTTP/2",
+                "(h2c) to the workload instead of HTTP/1.1. It has no selector: if the Service",
+                "does not exist yet, add the selector of the workload's pods before applying.",
+            ),
+        ),
+    ),
 }
+# Istio's protocol selection for a Service port: appProtocol (Kubernetes 1.18+), which wins
+# over the port name `<protocol>[-<suffix>]`; grpc and http2 both make Envoy speak HTTP/2
+# to the workload (a gateway otherwise forwards HTTP/1.1 whatever the client spoke).
+# https://istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/
+AppProtocol = Literal["grpc", "http2"]
 _UNEXPRESSED: Final = {
     "allow_cn": "the subject CN",
     "allow_ou": "the subject OU",
@@ -190,3 +209,25 @@ def ingress_warnings(config: GatewayConfig, *, credential_name: str) -> list[Exp
             )
         )
     return warnings
+
+
+def workload_service(
+    *, name: str, namespace: str, port: int, app_protocol: AppProtocol
+) -> dict[str, Any]:
+    """The workload's Service port as Istio must see it to speak h2c to an h2c upstream.
+
+    Only the port: `kubectl apply` merges it into the existing Service (ServicePort's merge
+    key is `port`), naming it `app_protocol` and setting `appProtocol`, both of which
+    Istio reads. No selector, so applying it never changes which pods the Service picks,
+    and no labels, so it claims no ownership (a Helm chart's `managed-by` stays).
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "ports": [
+                {"name": app_protocol, "port": port, "protocol": "TCP", "appProtocol": app_protocol}
+            ]
+        },
+    }

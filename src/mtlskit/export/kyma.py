@@ -20,16 +20,19 @@ from mtlskit.export._manifest import ExportWarning, b64, meta
 from mtlskit.export.istio import (
     INGRESS_NAMESPACE,
     YAML_COMMENTS,
+    AppProtocol,
     KeyPath,
     authorization_policies,
     gateway,
     ingress_warnings,
+    workload_service,
 )
 from mtlskit.pki.pem import certs_to_pem, load_certificates
 
 __all__ = [
     "INGRESS_NAMESPACE",
     "YAML_COMMENTS",
+    "AppProtocol",
     "ExportWarning",
     "KeyPath",
     "KymaExport",
@@ -63,6 +66,9 @@ class KymaOptions:
             `<credential_name>-cacert`.
         dns_target: when set, a Gardener DNSEntry points `*.<domain>` at it.
         issuer: the Gardener issuer of the Certificate.
+        app_protocol: for an h2c upstream, what the workload's Service port is named and
+            its appProtocol (`grpc`, the default, or `http2`), so that Istio speaks HTTP/2
+            to it; refused for an HTTP/1.1 upstream.
     """
 
     domain: str
@@ -75,6 +81,7 @@ class KymaOptions:
     credential_name: str = "kyma-mtls-certs"
     dns_target: str | None = None
     issuer: str = "garden"
+    app_protocol: AppProtocol | None = None
 
     @property
     def fqdn(self) -> str:
@@ -210,15 +217,36 @@ def _apirule(config: GatewayConfig, opts: KymaOptions) -> dict[str, Any]:
     }
 
 
+def _service(config: GatewayConfig, opts: KymaOptions) -> list[dict[str, Any]]:
+    """The Service port an h2c upstream needs, or nothing for an HTTP/1.1 one."""
+    if config.upstream_protocol != "h2c":
+        if opts.app_protocol is not None:
+            raise ExportError(
+                f"--app-protocol {opts.app_protocol} with an HTTP/1.1 upstream ({config.upstream})",
+                "an HTTP/1.1 workload needs no protocol on its Service: leave --app-protocol "
+                "out, or give an h2c:// upstream",
+            )
+        return []
+    return [
+        workload_service(
+            name=opts.service,
+            namespace=opts.namespace,
+            port=opts.service_port,
+            app_protocol=opts.app_protocol or "grpc",
+        )
+    ]
+
+
 def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs) -> KymaExport:
     """Build the manifests of Kyma's "Configure an mTLS Gateway" for this gateway.
 
     In apply order: the client CA Secret `<credential>-cacert` (key `cacert`), the server
     certificate (Gardener Certificate or a kubernetes.io/tls Secret), an optional DNSEntry,
-    the Istio Gateway (MUTUAL), the APIRule v2 carrying the gateway's [headers], and an
-    AuthorizationPolicy for the allow rules, matching the host as `name` and `name:*`.
-    Rules Istio cannot express are denied at the gateway (fail closed) and each one is
-    named in a warning.
+    the Istio Gateway (MUTUAL), for an h2c upstream the workload's Service port (named and
+    with appProtocol `grpc` or `http2`, so that Envoy speaks HTTP/2 to the workload), the
+    APIRule v2 carrying the gateway's [headers], and an AuthorizationPolicy for the allow
+    rules, matching the host as `name` and `name:*`. Rules Istio cannot express are denied
+    at the gateway (fail closed) and each one is named in a warning.
 
     Raises:
         ExportError: a bad option, or a client CA that is not a CA.
@@ -268,7 +296,7 @@ def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs)
         name=f"{options.gateway_name}-{options.service}-clients",
         host=options.fqdn,
     )
-    objects += [istio_gateway, _apirule(config, options), *policies]
+    objects += [istio_gateway, *_service(config, options), _apirule(config, options), *policies]
     warnings += not_expressed
     warnings += ingress_warnings(config, credential_name=options.credential_name)
     return KymaExport(tuple(objects), tuple(warnings))
