@@ -140,6 +140,7 @@ class H2Stream:
         conn = self.conn
         h2 = self.h2
         sent = 0
+        ended = False
         try:
             while self.out and not conn.client_full and not self.done:
                 window = min(h2.local_flow_control_window(self.sid), h2.max_outbound_frame_size)
@@ -150,8 +151,13 @@ class H2Stream:
                     self.out.popleft()
                 else:
                     chunk, self.out[0] = chunk[:window], chunk[window:]
-                h2.send_data(self.sid, chunk)
+                # The last chunk of a body without trailers carries END_STREAM itself:
+                # one DATA frame less per response.
+                last = not self.out and self.out_end and not self.out_trailers
+                h2.send_data(self.sid, chunk, end_stream=last)
                 sent += len(chunk)
+                if last:
+                    ended = True
         except H2Error:  # h2 has closed the stream (the client reset it in this batch)
             self.on_client_reset()
             return
@@ -159,7 +165,9 @@ class H2Stream:
         self.size += sent
         if sent and self.up is not None:
             self.up.ack(sent)  # reopen the workload's window for what the client has
-        if not self.out and self.out_end and not self.done:
+        if ended:
+            self._finish()
+        elif not self.out and self.out_end and not self.done:
             if self.out_trailers:
                 conn.send_headers(self.sid, self.out_trailers, True)
             else:
@@ -167,7 +175,7 @@ class H2Stream:
             self._finish()
         elif self.out_bytes < HIGH_WATER:
             self.drained()
-        conn.flush()
+        conn.flush_soon()
 
     def _queue(self, data: bytes) -> None:
         self.out.append(data)
