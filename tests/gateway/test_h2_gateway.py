@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,29 @@ def test_alpn_offers_h2_first_and_can_turn_it_off(pki: PKI, echo: EchoServer) ->
             pki, "alice", gw.url + "/x", "--http2", "-o", "/dev/null", "-w", "%{http_version}"
         )
         assert done.stdout == "1.1"
+
+
+def test_a_reload_keeps_open_h2_connections_and_new_ones_get_the_new_certificate(
+    pki: PKI, echo: EchoServer, tmp_path: Path
+) -> None:
+    from tests.gateway.test_gateway_ops import _der, _served_cert
+
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    shutil.copy(pki["server.chain.pem"], cert)
+    shutil.copy(pki["server.key"], key)
+    config = gateway_config(
+        pki, echo.url, reload_interval="100ms", tls={"cert": str(cert), "key": str(key)}
+    )
+    with (
+        running_gateway(config) as gw,
+        httpx.Client(http2=True, verify=client_context(pki, "alice"), base_url=gw.url) as client,
+    ):
+        before = client.get("/before")
+        assert (before.http_version, before.status_code) == ("HTTP/2", 200)
+        shutil.copy(pki["server2.key"], key)
+        shutil.copy(pki["server2.chain.pem"], cert)
+        gw.wait_for_log("reloaded")
+        during = client.get("/during")  # the same HTTP/2 connection, still served
+        assert (during.http_version, during.status_code) == ("HTTP/2", 200)
+        assert _seen(during.json())["x-forwarded-client-cert"]  # identity on every stream
+        assert _served_cert(gw.port, pki) == _der(pki["server2.crt"])
