@@ -15,6 +15,8 @@ if [ "${1:-}" = test ]; then
   command -v ss >/dev/null || need+=(iproute2)
   # pebble (Let's Encrypt's ACME test server, with pebble-challtestsrv) for tests/acme
   { command -v pebble && command -v pebble-challtestsrv; } >/dev/null || need+=(pebble)
+  # nghttp (nghttp2's client, which can present a client certificate) for the HTTP/2 tests
+  command -v nghttp >/dev/null || need+=(nghttp2-client)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
