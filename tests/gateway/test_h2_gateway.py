@@ -260,3 +260,12 @@ def test_a_reload_keeps_open_h2_connections_and_new_ones_get_the_new_certificate
         assert (during.http_version, during.status_code) == ("HTTP/2", 200)
         assert _seen(during.json())["x-forwarded-client-cert"]  # identity on every stream
         assert _served_cert(gw.port, pki) == _der(pki["server2.crt"])
+
+
+def test_the_access_line_names_the_protocol_of_each_request(pki: PKI, echo: EchoServer) -> None:
+    with running_gateway(gateway_config(pki, echo.url)) as gw:
+        for version in ("--http1.1", "--http2"):
+            done = curl_as(pki, "alice", gw.url + f"/p{version[6:]}", version)
+            assert done.returncode == 0, done.stderr
+        assert "proto=HTTP/1.1" in gw.wait_for_log('"GET /p1.1" 200')
+        assert "proto=HTTP/2" in gw.wait_for_log('"GET /p2" 200')

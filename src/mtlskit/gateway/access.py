@@ -21,6 +21,7 @@ def access_record(
     size: int,
     seconds: float,
     note: str = "",
+    protocol: str = "HTTP/1.1",
 ) -> dict[str, Any]:
     """The fields of one access-log line (text or JSON alike).
 
@@ -48,5 +49,6 @@ def access_record(
         "status": status,
         "bytes": size,
         "ms": round(seconds * 1000, 1),
+        "protocol": protocol,
         "note": note,
     }

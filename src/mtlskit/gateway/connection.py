@@ -86,6 +86,7 @@ class ConnContext:
                     size=size,
                     seconds=seconds,
                     note=note,
+                    protocol="HTTP/2" if h2 else "TCP" if method == b"TCP" else "HTTP/1.1",
                 )
             )
 

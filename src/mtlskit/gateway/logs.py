@@ -57,7 +57,7 @@ class EventLog:
                 f"{_stamp(now)} ACCESS  {fields['client']} {_quote(fields['subject'])} "
                 f"id={fields['id'] or '-'} {fields['decision']} "
                 f'"{fields["method"]} {fields["target"]}" {fields["status"]} '
-                f"{fields['bytes']}B {fields['ms']:.1f}ms"
+                f"{fields['bytes']}B {fields['ms']:.1f}ms proto={fields.get('protocol', '-')}"
                 + (f" note={_quote(fields['note'])}" if fields.get("note") else "")
             )
         self._write(line)
