@@ -103,6 +103,17 @@ def gateway_config(pki: PKI, upstream: str, **overrides: Any) -> GatewayConfig:
     return load_gateway_config(data)
 
 
+def identity_config(pki: PKI, upstream: str, **overrides: Any) -> GatewayConfig:
+    """gateway_config with every identity header on (XFCC, Client-Cert, a custom one)."""
+    return gateway_config(
+        pki,
+        upstream,
+        identity_headers="xfcc,client-cert",
+        headers={"X-Client-Subject": "%DOWNSTREAM_PEER_SUBJECT%"},
+        **overrides,
+    )
+
+
 @dataclass
 class Running:
     """An embedded gateway, with its log captured for assertions."""

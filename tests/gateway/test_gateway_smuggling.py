@@ -16,26 +16,16 @@ from typing import Any
 import httptools
 import pytest
 
-from tests.gateway.harness import PKI, Running, gateway_config, running_gateway, tls_client
+from tests.gateway.harness import PKI, Running, identity_config, running_gateway, tls_client
 from tests.gateway.recorder import Reply, Request, ok, recording_upstream
 
 SPOOF = b'X-Forwarded-Client-Cert: By=spiffe://evil;Hash=00;Subject="CN=admin"\r\n'
 SPOOF += b"Client-Cert: :AAAA:\r\nX-Client-Subject: CN=admin\r\n"
 
 
-def _config(pki: PKI, upstream: str, **overrides: Any) -> Any:
-    return gateway_config(
-        pki,
-        upstream,
-        identity_headers="xfcc,client-cert",
-        headers={"X-Client-Subject": "%DOWNSTREAM_PEER_SUBJECT%"},
-        **overrides,
-    )
-
-
 @contextmanager
 def _gateway(pki: PKI, upstream: str, **overrides: Any) -> Iterator[Running]:
-    with running_gateway(_config(pki, upstream, **overrides)) as gw:
+    with running_gateway(identity_config(pki, upstream, **overrides)) as gw:
         yield gw
 
 
