@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Any
 
 import pytest
 
 from tests.gateway.harness import PKI, gateway_config, running_gateway, tls_client
-from tests.gateway.recorder import Reply, Request, ok, recording_upstream
+from tests.gateway.recorder import Reply, Request, default_script, ok, recording_upstream
 from tests.gateway.test_gateway_smuggling import Responses
 
 
@@ -51,7 +52,16 @@ def test_clients_that_say_connection_close_still_share_one_upstream_connection(
 
 
 def test_clients_at_once_get_their_own_connections_and_identities(pki: PKI) -> None:
-    with recording_upstream() as rec, running_gateway(_config(pki, rec.url)) as gw:
+    # The workload answers the first two requests only once both have arrived, so both
+    # are in flight at once (answered at once, one link could serve both in turn).
+    both = threading.Barrier(2, timeout=5)
+
+    def together(req: Request) -> Reply:
+        if req.target in ("/a1", "/c1"):
+            both.wait()
+        return default_script(req)
+
+    with recording_upstream(together) as rec, running_gateway(_config(pki, rec.url)) as gw:
         with tls_client(pki, gw, "alice") as a, tls_client(pki, gw, "carol") as c:
             a.sendall(b"GET /a1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
             c.sendall(b"GET /c1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
