@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -340,3 +341,30 @@ def test_identity_headers_in_trailers_never_reach_the_workload(pki: PKI) -> None
             (req,) = rec.wait_requests(1)
             assert req.body == b"body"
         _nothing_made_up(rec)
+
+
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        ("/x", [("x-a", "v\r\nx-forwarded-client-cert: By=evil")]),  # CRLF in a value
+        ("/x", [("x-a\r\nx-forwarded-client-cert", "By=evil")]),  # ... in a name
+        ("/x", [("x-a", "v\nclient-cert: :ZXZpbA==:")]),  # a bare LF
+        ("/x HTTP/1.1\r\nx-forwarded-client-cert: By=evil\r\nx-b:", []),  # in :path
+        ("/x HTTP/1.0", [("x-evil", "1")]),  # a space: a second request line upstream
+    ],
+    ids=["crlf-value", "crlf-name", "lf-value", "crlf-path", "space-path"],
+)
+def test_fields_that_would_split_the_http1_request_never_reach_the_workload(
+    pki: PKI, path: str, extra: list[tuple[str, str]]
+) -> None:
+    """Over h2 -> HTTP/1.1, a CR, LF or space would write fields or a request line the
+    client made up: the stream (or the connection) is refused and nothing is forwarded."""
+    with _setup(pki) as (rec, gw):
+        with _h2(pki, gw) as h2:
+            sid = h2.next_stream_id()
+            h2.write(h2.headers(sid, h2.request(path, extra=extra)))
+            out = h2.drain(until_end=sid)
+            assert sid in out.resets() or out.goaway is not None, out.summary()
+        assert rec.raw() == b"", rec.raw()[:500]  # nothing at all reached the workload
+        _nothing_made_up(rec)
+        _still_serves(pki, gw)
