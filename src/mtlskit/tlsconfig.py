@@ -19,7 +19,7 @@ from OpenSSL import SSL
 from mtlskit.errors import MtlsKitError, TLSConfigError
 from mtlskit.pki.files import read_file
 from mtlskit.pki.pem import key_matches_certificate, load_certificates, load_private_key
-from mtlskit.trust import check_strength, explain
+from mtlskit.trust import client_strength
 
 __all__ = [
     "SESSION_TIMEOUT",
@@ -269,16 +269,13 @@ def _refusal(
             "their public keys differ",
             "give the key created with that certificate",
         )
-    weak = check_strength(chain, "client", complete=False)
-    if not weak:
+    weak = client_strength(chain)
+    if weak is None:
         return TLSConfigError(
             f"OpenSSL refused {shown} ({reason}); its key matches the certificate",
             "check the certificate with 'mtlskit cert verify --purpose client'",
         )
-    text, fix = explain(weak[0], "client")
-    return TLSConfigError(
-        f"{shown}: {weak[0].code.value}: {text}; OpenSSL will not send it ({reason})", fix
-    )
+    return TLSConfigError(f"{shown}: {weak[0]}; OpenSSL will not send it ({reason})", weak[1])
 
 
 def client_context(

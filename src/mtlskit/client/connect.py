@@ -29,7 +29,7 @@ from mtlskit.pki.pem import (
     private_key_to_pem,
 )
 from mtlskit.tlsconfig import client_context
-from mtlskit.trust import VerificationResult, check_strength, explain, verify_chain
+from mtlskit.trust import VerificationResult, client_strength, verify_chain
 
 __all__ = [
     "Attempt",
@@ -97,13 +97,10 @@ def load_identity(
         except CertificateLoadError as exc:
             # A key cryptography cannot read (an EC curve outside P-256/384/521): say what
             # `cert verify` says of the certificate, which names the code and the fix.
-            weak = check_strength(bundle.certificates, "client", complete=False)
-            if not weak:
+            weak = client_strength(bundle.certificates)
+            if weak is None:
                 raise
-            text, fix = explain(weak[0], "client")
-            raise ConfigError(
-                f"{cert}: {weak[0].code.value}: {text}; no TLS peer will take it", fix
-            ) from exc
+            raise ConfigError(f"{cert}: {weak[0]}; no TLS peer will take it", weak[1]) from exc
     return ClientIdentity(bundle.certificates, Path(cert), Path(key) if key else None, password)
 
 

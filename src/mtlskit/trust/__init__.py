@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mtlskit.trust.chain import VerificationResult, verify_chain
-from mtlskit.trust.checks import check_path, check_strength
+from mtlskit.trust.checks import check_path, check_strength, client_strength
 from mtlskit.trust.diagnose import split_trust
 from mtlskit.trust.reasons import REASONS, STEPS, Finding, Purpose, Reason, ReasonCode, explain
 from mtlskit.trust.revocation import RevocationList, load_crl_set
@@ -19,6 +19,7 @@ __all__ = [
     "VerificationResult",
     "check_path",
     "check_strength",
+    "client_strength",
     "explain",
     "load_crl_set",
     "split_trust",

@@ -11,11 +11,12 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, PublicKeyAlgorithmOID
 
 from mtlskit.trust._ext import extension
-from mtlskit.trust.reasons import Finding, Purpose, ReasonCode, display_name
+from mtlskit.trust.reasons import Finding, Purpose, ReasonCode, display_name, explain
 
 __all__ = [
     "check_path",
     "check_strength",
+    "client_strength",
     "key_problem",
     "role_of",
     "signature_problem",
@@ -241,3 +242,16 @@ def check_path(
             found.append(Finding(ReasonCode.WRONG_PURPOSE, display_name(cert), roles[i], why))
     found.extend(check_strength(path, purpose, complete=complete))
     return tuple(found)
+
+
+def client_strength(chain: Sequence[x509.Certificate]) -> tuple[str, str] | None:
+    """Why no TLS peer takes this client chain at OpenSSL's security level, or None.
+
+    The words `cert verify` uses: ("CODE: explanation", fix) for the first finding, for
+    a client whose own certificate OpenSSL refuses to load or send.
+    """
+    weak = check_strength(chain, "client", complete=False)
+    if not weak:
+        return None
+    text, fix = explain(weak[0], "client")
+    return f"{weak[0].code.value}: {text}", fix
