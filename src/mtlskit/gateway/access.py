@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from mtlskit.identity import PeerIdentity
 from mtlskit.policy import Decision
 
-__all__ = ["access_record"]
+__all__ = ["H1", "H2", "TCP", "access_record"]
+
+# How an access line names the protocol of what it records.
+H1: Final = "HTTP/1.1"
+H2: Final = "HTTP/2"
+TCP: Final = "TCP"
 
 
 def access_record(
@@ -21,7 +26,7 @@ def access_record(
     size: int,
     seconds: float,
     note: str = "",
-    protocol: str = "HTTP/1.1",
+    protocol: str = H1,
 ) -> dict[str, Any]:
     """The fields of one access-log line (text or JSON alike).
 

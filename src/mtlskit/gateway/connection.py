@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mtlskit.gateway.access import access_record
+from mtlskit.gateway.access import H1, H2, access_record
 from mtlskit.gateway.admission import Admission
 from mtlskit.gateway.pool import UpstreamLink, UpstreamOwner, UpstreamPool
 from mtlskit.gateway.replies import REFUSALS
@@ -66,11 +66,15 @@ class ConnContext:
         seconds: float,
         note: str = "",
         *,
-        h2: bool = False,
+        protocol: str = H1,
     ) -> None:
-        """Count one response by status (and protocol) and, with the access log on, log it."""
+        """Count one response by status (and protocol) and, with the access log on, log it.
+
+        Args:
+            protocol: "HTTP/1.1", "HTTP/2" or "TCP", as the access line names it.
+        """
         if status:
-            if h2:
+            if protocol == H2:
                 self.metrics.h2_response(status)
             else:
                 self.metrics.response(status)
@@ -86,7 +90,7 @@ class ConnContext:
                     size=size,
                     seconds=seconds,
                     note=note,
-                    protocol="HTTP/2" if h2 else "TCP" if method == b"TCP" else "HTTP/1.1",
+                    protocol=protocol,
                 )
             )
 
@@ -180,7 +184,7 @@ class Connection(UpstreamOwner):
         size: int = 0,
         *,
         status: int | None = None,
-        h2: bool = False,
+        protocol: str = H1,
     ) -> None:
         """Count and log a client refused by policy, revocation or its certificate.
 
@@ -189,7 +193,7 @@ class Connection(UpstreamOwner):
             target: the request target, or b"-".
             size: the bytes of the 403 body sent (0 in TCP mode).
             status: the status answered when it is not 403 (a gRPC error is a 200).
-            h2: the request came on an HTTP/2 stream.
+            protocol: "HTTP/1.1", "HTTP/2" or "TCP", as the access line names it.
         """
         decision = self.decision
         code = (decision.rule if decision is not None else "") or "no_rule_matched"
@@ -197,7 +201,7 @@ class Connection(UpstreamOwner):
         if status is None:
             status = REFUSALS["denied"].status.value if method != b"-" else 0
         note = decision.reason if decision else ""
-        self.ctx.access(self, method, target, status, size, 0.0, note=note, h2=h2)
+        self.ctx.access(self, method, target, status, size, 0.0, note=note, protocol=protocol)
 
     # -- the upstream link -----------------------------------------------------------------
     def use_upstream(self) -> bool:

@@ -32,6 +32,7 @@ from h2.events import (
 from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes
 
+from mtlskit.gateway.access import H2
 from mtlskit.gateway.connection import Connection
 from mtlskit.gateway.h2guard import H2Guard, H2Limits
 from mtlskit.gateway.h2head import identity_fields, rewrite_h2_request
@@ -270,7 +271,7 @@ class H2Connection(Connection):
                 stream.size,
                 self.loop.time() - stream.started,
                 note,
-                h2=True,
+                protocol=H2,
             )
         if self.draining and not self.streams:
             self.goaway(ErrorCodes.NO_ERROR, "", "")

@@ -20,6 +20,7 @@ from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
 
 from mtlskit.gateway import grpc
+from mtlskit.gateway.access import H2
 from mtlskit.gateway.h2head import H2Request
 from mtlskit.gateway.head import Refusal, trailer_fields
 from mtlskit.gateway.replies import REFUSALS, reply_body
@@ -69,7 +70,9 @@ class H2Stream:
             if request.code == "malformed_request":  # RFC 9113 8.1.1: a stream error
                 self.conn.ctx.metrics.refused.labels(request.code).inc()
                 ctx = self.conn.ctx
-                ctx.access(self.conn, self.method, self.target, 0, 0, 0.0, request.message, h2=True)
+                ctx.access(
+                    self.conn, self.method, self.target, 0, 0, 0.0, request.message, protocol=H2
+                )
                 self.status = -1
                 self.reset(ErrorCodes.PROTOCOL_ERROR)
             else:
@@ -221,11 +224,11 @@ class H2Stream:
         self.headers_sent = True
         self.status = -status  # logged here, not again when the stream closes
         if code == "denied":
-            self.conn.deny(self.method, self.target, len(body), status=status, h2=True)
+            self.conn.deny(self.method, self.target, len(body), status=status, protocol=H2)
         else:
             ctx = self.conn.ctx
             ctx.access(
-                self.conn, self.method, self.target, status, len(body), 0.0, message, h2=True
+                self.conn, self.method, self.target, status, len(body), 0.0, message, protocol=H2
             )
         self.conn.send_headers(self.sid, fields, not body)
         if body:

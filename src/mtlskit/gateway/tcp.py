@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mtlskit.gateway.access import TCP
 from mtlskit.gateway.connection import Connection
 
 __all__ = ["TCPConnection"]
@@ -14,11 +15,11 @@ class TCPConnection(Connection):
         decision = self.decision
         assert decision is not None  # noqa: S101
         if not decision.allowed:
-            self.deny(b"-", b"-")
+            self.deny(b"-", b"-", protocol=TCP)
             self.close()
             return
         self.connect_upstream()
-        self.ctx.access(self, b"TCP", b"-", 0, 0, 0.0, note="connected")
+        self.ctx.access(self, b"TCP", b"-", 0, 0, 0.0, note="connected", protocol=TCP)
 
     @property
     def idle(self) -> bool:
