@@ -41,7 +41,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"root": root, "sub": sub, "leaves": leaves, "chains": chains}
 
 
-def _probe(mtlskit: Any, port: int, pki: dict[str, Any], *extra: str | Path) -> dict[str, Any]:
+def _probe(
+    mtlskit: Any, port: int, pki: dict[str, Any], *extra: str | Path, exit_code: int = 1
+) -> dict[str, Any]:
     result = mtlskit(
         "probe",
         f"127.0.0.1:{port}",
@@ -54,7 +56,7 @@ def _probe(mtlskit: Any, port: int, pki: dict[str, Any], *extra: str | Path) -> 
     )
     assert "Traceback" not in result.err
     data: dict[str, Any] = json.loads(result.out)
-    assert result.code == 1
+    assert result.code == exit_code, result.out
     return data
 
 
@@ -86,17 +88,8 @@ def test_a_weak_server_chain_is_server_cert_weak_at_step_5(
 def test_a_sound_openssl_server_is_still_ok(pki: dict[str, Any], mtlskit: Any) -> None:
     leaf = pki["leaves"]["server"]
     with s_server(cert=leaf.cert, key=leaf.key, chain=pki["sub"].cert, verify=None) as port:
-        result = mtlskit(
-            "probe",
-            f"127.0.0.1:{port}",
-            "--ca",
-            pki["root"].cert,
-            "--servername",
-            "localhost",
-            "--json",
-        )
-    assert result.code == 0, result.out
-    assert json.loads(result.out)["code"] == "ok"
+        data = _probe(mtlskit, port, pki, exit_code=0)
+    assert data["code"] == "ok"
 
 
 @pytest.mark.parametrize(

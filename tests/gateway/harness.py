@@ -81,26 +81,31 @@ def make_pki(base: Path) -> PKI:
     return pki
 
 
-def gateway_config(pki: PKI, upstream: str, **overrides: Any) -> GatewayConfig:
-    """A config on 127.0.0.1:0 for the test PKI; overrides use the TOML layout."""
+def config_for(
+    cert: Path, key: Path, client_ca: Path, upstream: str, policy: dict[str, Any], **overrides: Any
+) -> GatewayConfig:
+    """A one-worker config on 127.0.0.1:0; overrides use the TOML layout (tables merged)."""
     data: dict[str, Any] = {
         "listen": "127.0.0.1:0",
         "upstream": upstream,
         "workers": 1,
         "reload_interval": "0s",
-        "tls": {
-            "cert": str(pki["server.chain.pem"]),
-            "key": str(pki["server.key"]),
-            "client_ca": str(pki["root.crt"]),
-        },
-        "policy": {"allow_ou": ["demo"]},
+        "tls": {"cert": str(cert), "key": str(key), "client_ca": str(client_ca)},
+        "policy": policy,
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
+    for name, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(name), dict):
+            data[name] = {**data[name], **value}
         else:
-            data[key] = value
+            data[name] = value
     return load_gateway_config(data)
+
+
+def gateway_config(pki: PKI, upstream: str, **overrides: Any) -> GatewayConfig:
+    """A config on 127.0.0.1:0 for the test PKI; overrides use the TOML layout."""
+    certs = (pki["server.chain.pem"], pki["server.key"], pki["root.crt"])
+    policy = {"allow_ou": ["demo"], **overrides.pop("policy", {})}  # merged, as tables are
+    return config_for(*certs, upstream, policy, **overrides)
 
 
 def identity_config(pki: PKI, upstream: str, **overrides: Any) -> GatewayConfig:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlskit.config import GatewayConfig, load_gateway_config
+from mtlskit.config import GatewayConfig
+from tests.gateway.harness import config_for
 from tests.opensslpki import CA_EXT, CLIENT_EXT, OpenSSLPKI, server_ext
 
 
@@ -54,20 +55,10 @@ def make_outside_pki(base: Path) -> OutsidePKI:
 
 def outside_config(pki: OutsidePKI, upstream: str, **overrides: Any) -> GatewayConfig:
     """A gateway on 127.0.0.1:0 serving the openssl-made chain, trusting both roots."""
-    data: dict[str, Any] = {
-        "listen": "127.0.0.1:0",
-        "upstream": upstream,
-        "workers": 1,
-        "reload_interval": "0s",
-        "tls": {
-            "cert": str(pki.server_chain),
-            "key": str(pki.server_key),
-            "client_ca": str(pki.cas),
-        },
-        "policy": {"allow_uri": ["spiffe://example.org/app"]},
-    }
-    data.update(overrides)
-    return load_gateway_config(data)
+    certs = (pki.server_chain, pki.server_key, pki.cas)
+    # a policy given replaces this one (a test that refuses the client says whom it admits)
+    policy = overrides.pop("policy", {"allow_uri": ["spiffe://example.org/app"]})
+    return config_for(*certs, upstream, policy, **overrides)
 
 
 def abandon_after_flight(port: int, root: Path, version: ssl.TLSVersion, *, reset: bool) -> int:
