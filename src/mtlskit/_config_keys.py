@@ -29,6 +29,7 @@ __all__ = [
     "build_table",
     "config_key",
     "config_table",
+    "config_tables",
     "read_table",
     "reference_rows",
     "require",
@@ -88,6 +89,7 @@ class Table:
     model: type
     file_only: bool = False
     missing: str = ""
+    many: bool = False  # an array of tables ([[route]]): a tuple of models
 
 
 def config_key(
@@ -137,6 +139,15 @@ def config_table(
     """
     meta = Table(model, file_only, missing)
     return field(default=default, default_factory=factory, metadata={_META: meta})
+
+
+def config_tables(model: type) -> Any:
+    """A dataclass field that is an array of tables (`[[route]]`), only in the file.
+
+    Its value is a tuple of `model`, in file order; errors name an entry `route[2].path`
+    (counted from 1, as a person reads the file).
+    """
+    return field(default=(), metadata={_META: Table(model, file_only=True, many=True)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +223,15 @@ def settings(model: type) -> list[Setting]:
 def _walk(model: type, prefix: str, file_only: bool, within: str) -> Iterator[Setting]:
     for item in _spec(model, prefix, file_only).values():
         if isinstance(item, _Section):
-            # The required keys of an optional table (tls.acme) are required only with it.
-            inner = item.dotted.rpartition(".")[2] if item.optional else within
-            yield from _walk(item.table.model, item.dotted, item.table.file_only, inner)
+            # The required keys of an optional table (tls.acme) are required only with it,
+            # and those of an array of tables in each of its entries.
+            dotted = item.dotted + "[]" if item.table.many else item.dotted
+            if item.table.many:
+                inner = dotted
+            else:
+                inner = dotted.rpartition(".")[2] if item.optional else within
+            only = file_only or item.table.file_only  # inside [[server]]: file only too
+            yield from _walk(item.table.model, dotted, only, inner)
         else:
             yield replace(item, required_with=within) if within and item.required else item
 
@@ -242,12 +259,26 @@ def read_table(
             known = f"known keys in [{prefix}]" if prefix else "known keys"
             dotted = f"{prefix}.{name}" if prefix else name
             raise ConfigError(f"unknown key '{dotted}'", f"{known}: {', '.join(spec)}")
-        if isinstance(item, _Section):
+        if isinstance(item, _Section) and item.table.many:
+            values[name] = _read_many(item, value, base)
+        elif isinstance(item, _Section):
             sub = as_table(value, item.dotted)
             values[name] = read_table(item.table.model, sub, base, item.dotted, item.table)
         else:
             values[name] = item.key.kind.parse(value, item, base)
     return values
+
+
+def _read_many(item: _Section, raw: Any, base: Path) -> list[dict[str, Any]]:
+    name = item.dotted.rpartition(".")[2]
+    if not isinstance(raw, list) or not all(isinstance(entry, Mapping) for entry in raw):
+        raise ConfigError(
+            f"'{item.dotted}' must be an array of tables", f"write each one as a [[{name}]] section"
+        )
+    return [
+        read_table(item.table.model, entry, base, f"{item.dotted}[{i}]", item.table)
+        for i, entry in enumerate(raw, 1)
+    ]
 
 
 def _file_only(table: Table | None) -> bool:
@@ -281,7 +312,15 @@ def build(
     require(model, values, prefix, table)
     kwargs: dict[str, Any] = {}
     for name, item in _spec(model, prefix, _file_only(table)).items():
-        if isinstance(item, _Section):
+        if isinstance(item, _Section) and item.table.many:
+            entries = values.get(name, ())
+            kwargs[name] = tuple(
+                entry
+                if isinstance(entry, item.table.model)
+                else build(item.table.model, entry, f"{item.dotted}[{i}]", item.table)
+                for i, entry in enumerate(entries, 1)
+            )
+        elif isinstance(item, _Section):
             value = values.get(name, MISSING)
             if value is MISSING and not item.optional:
                 value = {}  # an absent table: its defaults, or an error for its required keys
@@ -331,6 +370,8 @@ def _show_default(s: Setting) -> str:
     value = s.default
     if s.key.default_doc:
         return s.key.default_doc
+    if s.required and s.required_with.endswith("[]"):
+        return f"required in each `[[{s.required_with.replace('[]', '')}]]`"
     if s.required:
         return f"required with {s.required_with}" if s.required_with else "required"
     if isinstance(value, bool):

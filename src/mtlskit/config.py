@@ -22,6 +22,7 @@ from mtlskit._config_keys import (
     build_table,
     config_key,
     config_table,
+    config_tables,
     read_table,
     reference_rows,
     require,
@@ -32,7 +33,6 @@ from mtlskit._config_kinds import (
     ALPN,
     BOOL,
     CHOICE,
-    DURATION,
     DURATION_OR_ZERO,
     IDENTITY_HEADERS,
     INT,
@@ -48,13 +48,24 @@ from mtlskit._config_kinds import (
     parse_upstream,
     resolve_protocols,
 )
+from mtlskit._config_limits import LimitsConfig
 from mtlskit.errors import CertificateLoadError, ConfigError
 from mtlskit.policy import AccessPolicy
+from mtlskit.sites import (
+    ClientAuth,
+    RouteConfig,
+    ServerConfig,
+    VerifyOptional,
+    check_routes,
+    check_server_name,
+)
 
 __all__ = [
     "AcmeConfig",
     "GatewayConfig",
     "LimitsConfig",
+    "RouteConfig",
+    "ServerConfig",
     "TLSConfig",
     "UpstreamAddress",
     "gateway_settings",
@@ -139,96 +150,38 @@ class TLSConfig:
         "`http/1.1` in HTTP mode; any IDs in TCP mode. A client offering none of them "
         "goes on without ALPN (HTTP/1.1)",
     )
+    client_auth: ClientAuth = config_key(
+        "required",
+        kind=CHOICE,
+        help="client certificates: required (refused in the handshake without one) or "
+        "optional (routes decide; allow_anonymous admits callers without one)",
+        doc="`required`: no certificate, no connection; `optional`: asked for but not "
+        "required, routes with `allow_anonymous` admit callers without one and the others "
+        "answer 401/403 with a page that says why",
+    )
+    verify_optional: VerifyOptional = config_key(
+        "refuse",
+        kind=CHOICE,
+        help="with client_auth optional, a certificate that does not verify: refuse (in the "
+        "handshake) or explain (a 403 page, never the workload)",
+        doc='with `client_auth = "optional"`, a presented certificate that does not '
+        "verify: `refuse` it in the handshake, or `explain` why in a 403 page (never "
+        "forwarded, never identity headers)",
+    )
+    unknown_server: Literal["default", "refuse"] = config_key(
+        "default",
+        kind=CHOICE,
+        help="with [[server]]s, a client sending no or an unknown SNI: default (the top-level "
+        "server) or refuse (alert unrecognized_name)",
+        doc="with `[[server]]` tables, a client whose SNI names no server: `default` (the "
+        "top-level keys answer) or `refuse` (alert 112 unrecognized_name)",
+    )
     acme: AcmeConfig | None = config_table(
         AcmeConfig,
         default=None,
         file_only=True,
         missing="tls.acme needs directory (the ACME URL), domains and dir (where to keep "
         "the certificate)",
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class LimitsConfig:
-    """[limits]: every wait and size is bounded, so a slow client never blocks others."""
-
-    handshake_timeout: timedelta = config_key(
-        timedelta(seconds=10),
-        kind=DURATION,
-        doc="a client must finish its TLS handshake in this time",
-    )
-    header_timeout: timedelta = config_key(
-        timedelta(seconds=30),
-        kind=DURATION,
-        doc="a started request head must be complete in this time (408)",
-    )
-    idle_timeout: timedelta = config_key(
-        timedelta(seconds=300),
-        kind=DURATION,
-        doc="close a connection with nothing in flight after this; also the longest pause "
-        "inside a request body (408)",
-    )
-    upstream_connect_timeout: timedelta = config_key(
-        timedelta(seconds=5), kind=DURATION, doc="connecting to the workload (then 504)"
-    )
-    upstream_timeout: timedelta = config_key(
-        timedelta(seconds=60),
-        kind=DURATION,
-        doc="the workload must start answering in this time, counted from the end of the "
-        "request body (504)",
-    )
-    drain_timeout: timedelta = config_key(
-        timedelta(seconds=20),
-        kind=DURATION,
-        doc="on SIGTERM, how long open connections may finish",
-    )
-    # nginx's client_header_buffer_size default (1k) is the buffer most request heads fit
-    # in. Below that, a request line, Host and the usual few headers of a real client
-    # (User-Agent, Accept, ...) already overflow and every request would get a 431.
-    max_header_bytes: int = config_key(
-        64 * 1024,
-        kind=INT,
-        minimum=1024,
-        why="a smaller head cannot carry a usual request",
-        doc="larger request heads (and trailers) get 431",
-    )
-    max_connections: int = config_key(
-        10_000,
-        kind=INT,
-        minimum=1,
-        why="0 would refuse every connection",
-        doc="connections (and handshakes) at once, per worker",
-    )
-    # The kernel's accept queue (listen(2) backlog), as nginx's default; the kernel caps it
-    # at net.core.somaxconn. listen(2) takes 0, but then the kernel queues (almost) no
-    # connection to accept.
-    backlog: int = config_key(
-        1024,
-        kind=INT,
-        minimum=1,
-        why="the accept queue needs room for one connection",
-        doc="the listen(2) accept queue (the kernel caps it at `net.core.somaxconn`)",
-    )
-    # RFC 9113 6.5.2 recommends no less than 100 (nginx's http2_max_concurrent_streams 128).
-    max_concurrent_streams: int = config_key(
-        100,
-        kind=INT,
-        minimum=1,
-        why="0 would let an HTTP/2 client open no stream at all",
-        doc="HTTP/2 streams open at once per client connection (SETTINGS_MAX_CONCURRENT_STREAMS)",
-    )
-    # Idle upstream connections kept for any client (HTTP mode; nginx's `keepalive 64`),
-    # and how long one may wait (nginx's keepalive_timeout for upstreams is 60 s).
-    upstream_keepalive: int = config_key(
-        64,
-        kind=INT,
-        doc="idle upstream connections kept for any client (HTTP mode; `0`: one upstream "
-        "connection per client connection)",
-    )
-    upstream_keepalive_timeout: timedelta = config_key(
-        timedelta(seconds=60),
-        kind=DURATION,
-        doc="how long an idle upstream connection is kept",
     )
 
 
@@ -309,6 +262,8 @@ class GatewayConfig:
         help="add a header from %DOWNSTREAM_PEER_...% operators (repeatable) [headers]",
         doc="custom identity headers from `%DOWNSTREAM_PEER_...%` operators",
     )
+    route: tuple[RouteConfig, ...] = config_tables(RouteConfig)
+    server: tuple[ServerConfig, ...] = config_tables(ServerConfig)
 
 
 def gateway_settings() -> list[Setting]:
@@ -342,13 +297,7 @@ def load_gateway_config(data: Mapping[str, Any], *, base_dir: Path | None = None
             )
         tls.update(acme=acme, cert=acme.dir / "server.chain.pem", key=acme.dir / "server.key")
     require(TLSConfig, tls, "tls")
-    policy = values["policy"] = AccessPolicy(**values.get("policy", {}))
-    if policy.is_empty:
-        raise ConfigError(
-            "no allow rule: the gateway would refuse every client (it fails closed)",
-            "add --allow-cn/--allow-ou/--allow-dns/--allow-uri, or --allow-all to admit any "
-            "client with a certificate from --client-ca",
-        )
+    values["policy"] = AccessPolicy(**values.get("policy", {}))
     values["workers"] = values.get("workers") or os.cpu_count() or 1
     upstream: UpstreamAddress = values["upstream"]
     mode = values.setdefault("mode", "tcp" if upstream.scheme == "tcp" else "http")
@@ -358,7 +307,58 @@ def load_gateway_config(data: Mapping[str, Any], *, base_dir: Path | None = None
         raise ConfigError("--mode http with a tcp:// upstream", "write it as http://host:port")
     resolve_protocols(values, mode, upstream)
     config: GatewayConfig = build(GatewayConfig, values)
+    _check_sites(config)
     return config
+
+
+def _check_sites(config: GatewayConfig) -> None:
+    """Routes and servers: fail closed, one owner per server name, HTTP mode for routes.
+
+    Raises:
+        ConfigError: naming the table and the fix.
+    """
+    if config.mode == "tcp" and (config.route or any(s.route for s in config.server)):
+        raise ConfigError(
+            "[[route]] tables need mode http: a TCP byte pipe sees no paths",
+            "remove the routes, or use an http:// upstream",
+        )
+    try:
+        check_routes(
+            config.route,
+            where="",
+            optional=config.tls.client_auth == "optional",
+            default_policy=config.policy,
+        )
+    except ConfigError as exc:
+        if config.route:
+            raise
+        raise ConfigError(
+            "no allow rule: the gateway would refuse every client (it fails closed)",
+            "add --allow-cn/--allow-ou/--allow-dns/--allow-uri, or --allow-all to admit any "
+            "client with a certificate from --client-ca",
+        ) from exc
+    owners: dict[str, str] = {}
+    for i, server in enumerate(config.server, 1):
+        where = f"server[{i}] ({server.label})"
+        for name in server.server_names:
+            lower = check_server_name(name, f"{where} server_names")
+            if lower in owners:
+                raise ConfigError(
+                    f"{where}: server name {name!r} is also in {owners[lower]}",
+                    "each name belongs to one [[server]]",
+                )
+            owners[lower] = where
+        if server.upstream is not None and (server.upstream.scheme == "tcp") != (
+            config.mode == "tcp"
+        ):
+            raise ConfigError(
+                f"{where}: upstream {server.upstream} does not fit mode {config.mode}",
+                "in mode http write http://, h2c:// or unix:; in mode tcp, tcp://",
+            )
+        optional = (server.client_auth or config.tls.client_auth) == "optional"
+        check_routes(
+            server.route, where=f"{where} ", optional=optional, default_policy=server.policy
+        )
 
 
 def read_toml(path: Path) -> dict[str, Any]:

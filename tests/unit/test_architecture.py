@@ -36,6 +36,8 @@ PURE = [
     # config build their fields from them.
     "_config_keys.py",
     "_config_kinds.py",
+    "_config_limits.py",
+    "sites.py",
     # How the package __init__s load their shell names on first use.
     "_lazy.py",
     "pki/names.py",
