@@ -206,13 +206,21 @@ def _spec(model: type, prefix: str = "", file_only: bool = False) -> dict[str, S
         if isinstance(meta, Table):
             spec[f.name] = _Section(dotted, meta, f.default is None)
         elif isinstance(meta, Key):
-            hint = hints[f.name]
-            choices = get_args(hint) if get_origin(hint) is Literal else ()
-            spec[f.name] = Setting(dotted, meta, _default(f), choices, file_only)
+            spec[f.name] = Setting(dotted, meta, _default(f), _choices(hints[f.name]), file_only)
         elif f.init:
             # A field the parser, the flags and the docs would all silently skip.
             raise TypeError(f"{model.__name__}.{f.name}: make it a config_key() or config_table()")
     return spec
+
+
+def _choices(hint: Any) -> tuple[str, ...]:
+    """The values of a Literal type, also inside `Literal[...] | None`."""
+    if get_origin(hint) is Literal:
+        return get_args(hint)
+    for arg in get_args(hint):
+        if get_origin(arg) is Literal:
+            return get_args(arg)
+    return ()
 
 
 def settings(model: type) -> list[Setting]:

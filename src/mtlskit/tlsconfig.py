@@ -71,6 +71,10 @@ class VerifyRecord(Protocol):
     verify_errors: list[tuple[int, int, x509.Certificate]]
 
 
+_VerifyCallback = Callable[[SSL.Connection, Any, int, int, int], bool]
+_AlpnCallback = Callable[[SSL.Connection, list[bytes]], Any]
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class ServerContext:
     """A pyOpenSSL server context and what was learned while building it.
@@ -80,12 +84,18 @@ class ServerContext:
         chain: the server's certificates as loaded (leaf first).
         client_cas: the client CA certificates (trust anchors).
         server_uris: the server leaf's URI SANs (XFCC `By=`, as Envoy sends it).
+        verify_mode: the SSL.VERIFY_* flags set on the context.
+        verify_callback: the context's verify callback. A connection switched to this
+            context by SNI keeps the verify settings it was made with (OpenSSL's
+            SSL_set_SSL_CTX), so it is given these two with Connection.set_verify.
     """
 
     context: SSL.Context
     chain: tuple[x509.Certificate, ...]
     client_cas: tuple[x509.Certificate, ...]
     server_uris: tuple[str, ...]
+    verify_mode: int = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+    verify_callback: _VerifyCallback | None = None
 
 
 def load_client_cas(path: Path) -> list[x509.Certificate]:
@@ -110,18 +120,17 @@ def load_client_cas(path: Path) -> list[x509.Certificate]:
     return cas
 
 
-_VerifyCallback = Callable[[SSL.Connection, Any, int, int, int], bool]
-_AlpnCallback = Callable[[SSL.Connection, list[bytes]], Any]
-
-
-def _verify_callback(crl_issuers: frozenset[x509.Name]) -> _VerifyCallback:
+def _verify_callback(crl_issuers: frozenset[x509.Name], *, explain: bool) -> _VerifyCallback:
     """OpenSSL's verification, with each refusal recorded for the explanation.
 
     pyOpenSSL calls this per certificate of the chain (root first) with OpenSSL's verdict;
     `cert` is pyOpenSSL's own X509 wrapper, turned into a cryptography object only when
     it was refused. Two verdicts are overruled: no CRL for a CA that has none configured
     (CRL checking is per CA here, not all or nothing), and a stale CRL for the leaf (the
-    gateway answers that with a 403 that says so, rather than a bare alert).
+    gateway answers that with a 403 that says so, rather than a bare alert). With
+    `explain` (optional client certificates, verify_optional = "explain") every refusal
+    is recorded and overruled: the connection is made, and the gateway answers each
+    request with a 403 that says why, never forwarding it.
     """
 
     def verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
@@ -134,7 +143,7 @@ def _verify_callback(crl_issuers: frozenset[x509.Name]) -> _VerifyCallback:
             return True
         record: VerifyRecord = conn.get_app_data()
         record.verify_errors.append((depth, errno, found))
-        return False
+        return explain
 
     return verify
 
@@ -148,6 +157,8 @@ def server_context(
     session_tickets: int = 2,
     crls: Sequence[x509.CertificateRevocationList] = (),
     alpn: Sequence[bytes] = (),
+    client_auth: str = "required",
+    explain: bool = False,
 ) -> ServerContext:
     """Build the gateway's server context: mTLS required, TLS 1.2+, AEAD only.
 
@@ -161,6 +172,10 @@ def server_context(
         crls: CRLs OpenSSL checks each client leaf against (its issuer's); a revoked
             leaf gets alert 44 certificate_revoked in the handshake.
         alpn: protocols to select from the client's offer, in our order of preference.
+        client_auth: "required" (no certificate, no handshake) or "optional" (asked for;
+            a client may send none).
+        explain: with "optional", a certificate that does not verify is recorded in the
+            connection's verify_errors instead of failing the handshake.
 
     Raises:
         TLSConfigError: unreadable files, a key that does not match, a CA file that is not
@@ -223,7 +238,11 @@ def server_context(
             store.add_crl(crl)
         store.set_flags(_X509_V_FLAG_CRL_CHECK)
     issuers = frozenset(crl.issuer for crl in crls)
-    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify_callback(issuers))
+    mode = SSL.VERIFY_PEER
+    if client_auth == "required":
+        mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+    callback = _verify_callback(issuers, explain=explain and client_auth == "optional")
+    ctx.set_verify(mode, callback)
     if alpn:
         ctx.set_alpn_select_callback(_alpn_select(tuple(alpn)))
     try:
@@ -231,7 +250,7 @@ def server_context(
         uris = tuple(san.get_values_for_type(x509.UniformResourceIdentifier))
     except x509.ExtensionNotFound:
         uris = ()
-    return ServerContext(ctx, tuple(chain), tuple(cas), uris)
+    return ServerContext(ctx, tuple(chain), tuple(cas), uris, mode, callback)
 
 
 def _alpn_select(ours: tuple[bytes, ...]) -> _AlpnCallback:

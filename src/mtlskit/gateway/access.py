@@ -27,6 +27,7 @@ def access_record(
     seconds: float,
     note: str = "",
     protocol: str = H1,
+    route: str = "-",
 ) -> dict[str, Any]:
     """The fields of one access-log line (text or JSON alike).
 
@@ -55,5 +56,6 @@ def access_record(
         "bytes": size,
         "ms": round(seconds * 1000, 1),
         "protocol": protocol,
+        "route": route,
         "note": note,
     }

@@ -16,16 +16,18 @@ from mtlskit.gateway.access import H1, H2, access_record
 from mtlskit.gateway.admission import Admission
 from mtlskit.gateway.pool import UpstreamLink, UpstreamOwner, UpstreamPool
 from mtlskit.gateway.replies import REFUSALS
+from mtlskit.gateway.routing import Caller, Verdict
 from mtlskit.identity import PeerIdentity
 from mtlskit.policy import Decision
 
 if TYPE_CHECKING:
-    from mtlskit.config import GatewayConfig
+    from mtlskit.config import GatewayConfig, UpstreamAddress
     from mtlskit.gateway.h2up import H2cUpstream
     from mtlskit.gateway.logs import EventLog
     from mtlskit.gateway.metrics import Metrics
     from mtlskit.gateway.state import GatewayState
     from mtlskit.gateway.tls import TLSStream
+    from mtlskit.gateway.upstreams import Upstreams
 
 __all__ = ["ConnContext", "Connection"]
 
@@ -42,6 +44,7 @@ class ConnContext:
         pool: parked upstream links (HTTP mode), or None.
         closed: tells the gateway a verified connection has ended (its accounting).
         h2c: the worker's HTTP/2 cleartext upstream (`h2c://`), shared by all streams.
+        upstreams: the pools and h2c links of every workload (routes' and servers' own).
     """
 
     loop: asyncio.AbstractEventLoop
@@ -51,6 +54,7 @@ class ConnContext:
     pool: UpstreamPool | None
     closed: Callable[[Connection], None]
     h2c: H2cUpstream | None = None
+    upstreams: Upstreams | None = None
 
     def event(self, event: str, message: str, *, level: str = "info", **fields: Any) -> None:
         """A gateway event line."""
@@ -67,11 +71,13 @@ class ConnContext:
         note: str = "",
         *,
         protocol: str = H1,
+        verdict: Verdict | None = None,
     ) -> None:
         """Count one response by status (and protocol) and, with the access log on, log it.
 
         Args:
             protocol: "HTTP/1.1", "HTTP/2" or "TCP", as the access line names it.
+            verdict: the route and decision of this request (the connection's otherwise).
         """
         if status:
             if protocol == H2:
@@ -83,7 +89,8 @@ class ConnContext:
                 access_record(
                     client=conn.client_ip,
                     identity=conn.identity,
-                    decision=conn.decision,
+                    decision=conn.decision if verdict is None else verdict.decision,
+                    route=_route_name(verdict or conn.fixed),
                     method=method,
                     target=target,
                     status=status,
@@ -93,6 +100,10 @@ class ConnContext:
                     protocol=protocol,
                 )
             )
+
+
+def _route_name(verdict: Verdict | None) -> str:
+    return verdict.route.name if verdict is not None and verdict.route is not None else "-"
 
 
 class Connection(UpstreamOwner):
@@ -111,7 +122,11 @@ class Connection(UpstreamOwner):
         self.identity: PeerIdentity | None = None
         self.decision: Decision | None = None
         self.header_block = b""
+        self.caller = Caller(None)
+        self.fixed: Verdict | None = None  # the verdict of every request (a site without routes)
+        self.refused_name: bytes | None = None  # an SNI no server answers (unknown_server)
         self.upstream: UpstreamLink | None = None
+        self.upstream_address = ctx.config.upstream  # where the link goes (a route may switch)
         pool = ctx.pool
         self.pool = pool if pool is not None and pool.keepalive else None
         self.parked = False  # our link waits in the pool; another client may take it
@@ -145,15 +160,26 @@ class Connection(UpstreamOwner):
             self.upstream.transport.resume_reading()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def begin(self, transport: TLSStream, admission: Admission) -> None:
-        """Start serving after a successful handshake and the admission verdict."""
+    def begin(self, transport: TLSStream, admission: Admission, caller: Caller) -> None:
+        """Start serving after a successful handshake and the admission verdict.
+
+        Args:
+            transport: the TLS stream.
+            admission: identity, decision and header block of a verified client.
+            caller: who it is for the routes (a verified client, none, or a certificate
+                that did not verify).
+        """
         self.transport = transport
         self.write = transport.write
         peer = transport.get_extra_info("peername")
         self.client_ip = str(peer[0]) if isinstance(peer, tuple) else "unix"
         self.identity = admission.identity
-        self.decision = admission.decision
+        self.caller = caller
+        self.fixed = self.state.site.fixed(caller)
+        self.decision = self.fixed.decision if self.fixed is not None else admission.decision
         self.header_block = admission.header_block
+        if self.fixed is not None and self.fixed.route is not None:
+            self.use_address(self.fixed.route.upstream)
         self.last_activity = self.loop.time()
         self.on_begin()
 
@@ -185,6 +211,7 @@ class Connection(UpstreamOwner):
         *,
         status: int | None = None,
         protocol: str = H1,
+        verdict: Verdict | None = None,
     ) -> None:
         """Count and log a client refused by policy, revocation or its certificate.
 
@@ -194,16 +221,44 @@ class Connection(UpstreamOwner):
             size: the bytes of the 403 body sent (0 in TCP mode).
             status: the status answered when it is not 403 (a gRPC error is a 200).
             protocol: "HTTP/1.1", "HTTP/2" or "TCP", as the access line names it.
+            verdict: the route's verdict (the connection's decision otherwise).
         """
-        decision = self.decision
+        decision = self.decision if verdict is None else verdict.decision
         code = (decision.rule if decision is not None else "") or "no_rule_matched"
         self.ctx.metrics.denied.labels(code).inc()
         if status is None:
             status = REFUSALS["denied"].status.value if method != b"-" else 0
         note = decision.reason if decision else ""
-        self.ctx.access(self, method, target, status, size, 0.0, note=note, protocol=protocol)
+        self.ctx.access(
+            self, method, target, status, size, 0.0, note=note, protocol=protocol, verdict=verdict
+        )
 
     # -- the upstream link -----------------------------------------------------------------
+    def use_address(self, address: UpstreamAddress) -> bool:
+        """Send the next request to `address` (a route's upstream), if the link allows.
+
+        Returns:
+            False while requests are in flight on a link to another workload (pipelined
+            requests for two upstreams): the caller stops reading requests then.
+        """
+        if address == self.upstream_address:
+            return True
+        link = self.upstream
+        if link is not None:
+            if not self.parked and not self.idle:
+                return False
+            if self.parked:
+                link.orphan()  # it stays in its pool for other clients
+            else:
+                link.discard()
+            self.upstream, self.parked = None, False
+        self.upstream_address = address
+        upstreams = self.ctx.upstreams
+        if upstreams is not None and self.ctx.pool is not None:  # HTTP mode: pooled links
+            pool = upstreams.pool(address)
+            self.pool = pool if pool.keepalive else None
+        return True
+
     def use_upstream(self) -> bool:
         """Have a link for the next request: our own, a parked one, or a new one.
 
@@ -257,7 +312,7 @@ class Connection(UpstreamOwner):
 
     async def _connect(self) -> None:
         ctx = self.ctx
-        address = ctx.config.upstream
+        address = self.upstream_address
         timeout = ctx.config.limits.upstream_connect_timeout.total_seconds()
         try:
             async with asyncio.timeout(timeout):

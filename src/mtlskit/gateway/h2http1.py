@@ -19,7 +19,7 @@ from h2.errors import ErrorCodes
 
 from mtlskit.gateway.h2head import H2Request, response_fields
 from mtlskit.gateway.h2stream import H2Stream
-from mtlskit.gateway.pool import UpstreamLink, UpstreamOwner
+from mtlskit.gateway.pool import UpstreamLink, UpstreamOwner, UpstreamPool
 
 if TYPE_CHECKING:
     from mtlskit.gateway.h2server import H2Connection
@@ -102,8 +102,16 @@ class H2HTTP1Stream(H2Stream, UpstreamOwner):
             self.paused_link = False
             link.transport.resume_reading()
 
+    def _pool(self) -> UpstreamPool | None:
+        """The pool of this stream's route's workload (the top-level one's by default)."""
+        ctx = self.conn.ctx
+        route = self.verdict.route if self.verdict is not None else None
+        if route is None or ctx.upstreams is None or route.upstream == ctx.config.upstream:
+            return ctx.pool
+        return ctx.upstreams.pool(route.upstream)
+
     def _use_link(self) -> None:
-        pool = self.conn.ctx.pool
+        pool = self._pool()
         link = pool.take(self) if pool is not None and pool.keepalive else None
         if link is None:
             self.replay = False  # a new connection: nothing stale to retry
@@ -114,7 +122,8 @@ class H2HTTP1Stream(H2Stream, UpstreamOwner):
 
     async def _connect(self) -> None:
         conn = self.conn
-        address = conn.ctx.config.upstream
+        route = self.verdict.route if self.verdict is not None else None
+        address = route.upstream if route is not None else conn.ctx.config.upstream
         timeout = conn.ctx.config.limits.upstream_connect_timeout.total_seconds()
         loop = conn.loop
         try:
@@ -145,7 +154,7 @@ class H2HTTP1Stream(H2Stream, UpstreamOwner):
         self.resume_client()
 
     def _made(self) -> UpstreamLink:
-        self.link = UpstreamLink(self.conn.ctx.pool, self)
+        self.link = UpstreamLink(self._pool(), self)
         return self.link
 
     def _send_up(self, data: bytes, flow: int) -> None:
@@ -175,7 +184,7 @@ class H2HTTP1Stream(H2Stream, UpstreamOwner):
 
     def _release_link(self, keep: bool) -> None:
         link, self.link = self.link, None
-        pool = self.conn.ctx.pool
+        pool = self._pool()
         if link is None:
             return
         if keep and self.request_ended and pool is not None and link.usable:

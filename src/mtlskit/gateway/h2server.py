@@ -37,8 +37,10 @@ from mtlskit.gateway.connection import Connection
 from mtlskit.gateway.h2guard import H2Guard, H2Limits
 from mtlskit.gateway.h2head import identity_fields, rewrite_h2_request
 from mtlskit.gateway.h2http1 import H2HTTP1Stream
-from mtlskit.gateway.h2stream import H2Stream
-from mtlskit.gateway.head import HeadContext
+from mtlskit.gateway.h2stream import Fields, H2Stream
+from mtlskit.gateway.head import HeadContext, Refusal
+from mtlskit.gateway.routed import field, header_block, route_request
+from mtlskit.gateway.routing import Route
 
 __all__ = ["H2Connection"]
 
@@ -95,6 +97,8 @@ class H2Connection(Connection):
         )
         self.identity_h2 = identity_fields(self.header_block)
         self.h2c = self.ctx.h2c
+        self.site = self.state.site
+        self.route_heads: dict[int, tuple[HeadContext, Fields] | None] = {}
         self.streams: dict[int, H2Stream] = {}
         self.guard = H2Guard(H2Limits(), self.loop.time)
         self.client_full = False
@@ -192,8 +196,15 @@ class H2Connection(Connection):
             self.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
         fields = dict(h for h in headers if h[0][:1] == b":")
-        kind = H2Stream if self.h2c is not None else H2HTTP1Stream
-        stream = kind(self, sid, fields.get(b":method", b"-"), fields.get(b":path", b"-"))
+        method, path = fields.get(b":method", b"-"), fields.get(b":path", b"-")
+        verdict = self.fixed
+        if verdict is None or self.site.checks_host:
+            host = fields.get(b":authority") or field(headers, b"host").encode("latin-1")
+            verdict = route_request(self, method, path, host.decode("latin-1"))
+        route = verdict.route
+        h2c = route.h2c if route is not None else self.h2c is not None
+        stream = (H2Stream if h2c else H2HTTP1Stream)(self, sid, method, path)
+        stream.verdict = verdict
         self.streams[sid] = stream
         # h2 bounds the list by our SETTINGS once the client has acknowledged them; a
         # request sent before that is measured here (RFC 9113 6.5.2: 32 bytes per field).
@@ -202,7 +213,35 @@ class H2Connection(Connection):
             stream.grpc = False
             stream.reply("head_too_large", "the request head is too large")
             return
-        stream.start(rewrite_h2_request(headers, self.head_ctx, self.identity_h2), ended)
+        head: tuple[HeadContext, Fields] | None = (self.head_ctx, self.identity_h2)
+        if route is not None and route is not self.site.fallback:
+            head = self._route_head(route)
+        if head is None:
+            stream.reply("denied", "the client certificate's values cannot travel in a header")
+            return
+        request = rewrite_h2_request(headers, *head)
+        if verdict.status or route is None:
+            if isinstance(request, Refusal):
+                stream.start(request, ended)  # a malformed request is that first
+            else:
+                stream.refuse(verdict, headers)
+            return
+        stream.start(request, ended)
+
+    def _route_head(self, route: Route) -> tuple[HeadContext, Fields] | None:
+        """The head rewriting and identity fields of a route with its own headers.
+
+        Returns:
+            None when the client's values cannot travel in the route's headers.
+        """
+        key = id(route)
+        if key not in self.route_heads:
+            block, ctx = header_block(self, route), self.head_ctx
+            made = None
+            if block is not None:
+                made = HeadContext(ctx.stripped, ctx.client_ip, block), identity_fields(block)
+            self.route_heads[key] = made
+        return self.route_heads[key]
 
     # -- what streams call -----------------------------------------------------------------
     def flush(self) -> None:
@@ -272,6 +311,7 @@ class H2Connection(Connection):
                 self.loop.time() - stream.started,
                 note,
                 protocol=H2,
+                verdict=stream.verdict,
             )
         if self.draining and not self.streams:
             self.goaway(ErrorCodes.NO_ERROR, "", "")

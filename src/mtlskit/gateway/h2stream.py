@@ -21,9 +21,12 @@ from h2.exceptions import H2Error
 
 from mtlskit.gateway import grpc
 from mtlskit.gateway.access import H2
+from mtlskit.gateway.answers import CODES
 from mtlskit.gateway.h2head import H2Request
 from mtlskit.gateway.head import Refusal, trailer_fields
 from mtlskit.gateway.replies import REFUSALS, reply_body
+from mtlskit.gateway.routed import refusal
+from mtlskit.gateway.routing import Verdict
 
 if TYPE_CHECKING:
     from mtlskit.gateway.h2server import H2Connection
@@ -59,13 +62,12 @@ class H2Stream:
         self.awaiting_since = 0.0  # waiting for the workload's first answer byte
         self.req_trailers: Fields = []
         self.up: UpstreamStream | None = None
+        self.verdict: Verdict | None = None  # the route that takes it (set by open_stream)
 
     # -- the request -----------------------------------------------------------------------
     def start(self, request: H2Request | Refusal, ended: bool) -> None:
         """Check and send the request on (or answer it here)."""
         self.request_ended = ended
-        decision = self.conn.decision
-        assert decision is not None  # noqa: S101
         if isinstance(request, Refusal):
             if request.code == "malformed_request":  # RFC 9113 8.1.1: a stream error
                 self.conn.ctx.metrics.refused.labels(request.code).inc()
@@ -79,18 +81,55 @@ class H2Stream:
                 self.reply(request.code, request.message)
             return
         self.grpc = grpc.is_grpc(request.fields.kept)
-        if not decision.allowed:
-            self.reply("denied", decision.reason)
-            return
         if ended:
             self.awaiting_since = self.conn.loop.time()
         self.forward(request, ended)
 
     def forward(self, request: H2Request, ended: bool) -> None:
-        """Send the request upstream: here, a stream of the worker's h2c upstream."""
+        """Send the request upstream: here, a stream of the route's h2c upstream."""
         h2c = self.conn.h2c
+        upstreams = self.conn.ctx.upstreams
+        route = self.verdict.route if self.verdict is not None else None
+        if (
+            route is not None
+            and upstreams is not None
+            and (h2c is None or route.upstream != h2c.address)
+        ):
+            h2c = upstreams.h2c(route.upstream)
         assert h2c is not None  # noqa: S101 - H2Connection picks the class by upstream
         self.up = h2c.open_stream(request.h2_fields(), self, end_stream=ended)
+
+    def refuse(self, verdict: Verdict, fields: Fields) -> None:
+        """Answer a request its route refused (401/403 page or gRPC status, 400-421 text)."""
+        status, head, body = refusal(self.conn, verdict, fields, grpc_ok=True)
+        self.conn.ctx.metrics.refused.labels(CODES[verdict.status]).inc()
+        out = [(b":status", b"%d" % status)]
+        out += [(n.encode(), v.encode("latin-1")) for n, v in head]
+        if body:
+            out.append((b"content-length", b"%d" % len(body)))
+        self.headers_sent = True
+        self.status = -status  # logged here, not again when the stream closes
+        if verdict.status in (401, 403):
+            self.conn.deny(
+                self.method, self.target, len(body), status=status, protocol=H2, verdict=verdict
+            )
+        else:
+            note = verdict.decision.reason
+            self.conn.ctx.access(
+                self.conn,
+                self.method,
+                self.target,
+                status,
+                len(body),
+                0.0,
+                note,
+                protocol=H2,
+                verdict=verdict,
+            )
+        self.conn.send_headers(self.sid, out, not body)
+        if body:
+            self.conn.send_data(self.sid, body, True)
+        self._finish()
 
     def on_data(self, data: bytes, flow: int) -> None:
         """DATA from the client (`flow`: its flow-controlled length, padding included)."""

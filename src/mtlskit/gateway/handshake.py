@@ -189,6 +189,26 @@ def _verify_failure(depth: int, errno: int, cert: x509.Certificate) -> Handshake
     )
 
 
+def unknown_server_name(name: bytes | None) -> HandshakeFailure:
+    """A client whose SNI names no [[server]] while `[tls] unknown_server = "refuse"`."""
+    asked = f"{name.decode('ascii', 'replace')!r}" if name else "no name"
+    return HandshakeFailure(
+        "unknown_server_name",
+        _STEP1,
+        f"the client asked for {asked} (SNI), which no [[server]] answers (unknown_server = "
+        "refuse)",
+        "connect with a name in a [[server]]'s server_names, add the name there, or set "
+        '[tls] unknown_server = "default"',
+    )
+
+
+def explain_verify_errors(
+    verify_errors: Sequence[tuple[int, int, x509.Certificate]],
+) -> HandshakeFailure:
+    """Why a certificate the handshake let through (explain mode) did not verify."""
+    return _verify_failure(*verify_errors[0])
+
+
 def _reasons(exc: BaseException) -> str:
     """OpenSSL's reason strings from a pyOpenSSL error, upper case, words joined by `_`."""
     if len(exc.args) == 2 and isinstance(exc.args[0], int):  # SysCallError(errno, text)

@@ -1,11 +1,9 @@
-"""HTTP/1.1 mode: parse every request, filter its head (gateway.head), relay bodies both ways.
+"""HTTP/1.1 mode: parse each request, route it (gateway.routed), filter its head, relay it.
 
-Each client connection has its own upstream connection, opened at its first request and
-reused for every later one (keep-alive on both sides). Every byte from the client goes
-through the parser: requests are re-framed from what httptools parsed, trailers stay with
-their request, and an Upgrade becomes a tunnel only after the workload's 101 (until then
-the bytes behind the upgrade request are held back). Responses go back as a plain byte
-pipe, watched by a second parser to log status and size and to notice a 101.
+Every byte from the client goes through the parser: requests are re-framed from what
+httptools parsed, trailers stay with their request, and an Upgrade becomes a tunnel only
+after the workload's 101 (the bytes behind it are held back until then). Responses go back
+as a byte pipe on a pooled upstream link, watched by a second parser (status, size, 101).
 """
 
 from __future__ import annotations
@@ -16,8 +14,9 @@ from typing import Any
 import httptools
 
 from mtlskit.gateway.connection import Connection
+from mtlskit.gateway.h1answer import write_refusal, write_reply
 from mtlskit.gateway.head import HeadContext, Refusal, filter_trailers, rewrite_request_head
-from mtlskit.gateway.replies import REFUSALS, reply_body, reply_bytes
+from mtlskit.gateway.routed import field, route_head, route_request
 from mtlskit.gateway.watcher import QuietWatcher, ResponseWatcher
 
 __all__ = ["HTTPConnection"]
@@ -37,6 +36,9 @@ class HTTPConnection(Connection):
         self.head_ctx = HeadContext(
             self.state.stripped_headers, self.client_ip.encode(), self.header_block
         )
+        site = self.state.site
+        self.site_checks_host, self.default_route = site.checks_host, site.fallback
+        self.route_ctx: dict[int, HeadContext | None] = {}
         self.max_head = self.ctx.config.limits.max_header_bytes
         self.url: list[bytes] = []
         self.headers: list[tuple[bytes, bytes]] = []
@@ -55,11 +57,10 @@ class HTTPConnection(Connection):
         self.held: list[bytes] | None = None
         self.upgrading = False  # the request being parsed is an upgrade the workload may take
         self.last_request = False  # the client said Connection: close (RFC 9112 9.6)
-        # Parse, but forward nothing more: after a refusal, or after the last request.
-        self.discard = False
+        self.discard = False  # parse, forward nothing more (after a refusal or the last request)
         self.in_response = False  # the workload has started an answer not yet complete
-        # (method, target, start time) of requests sent upstream, oldest first.
-        self.requests: deque[tuple[bytes, bytes, float]] = deque()
+        # (method, target, start time, verdict) of requests sent upstream, oldest first.
+        self.requests: deque[tuple[bytes, bytes, float, Any]] = deque()
         self.replay: bytes | None = None  # the request in flight, if it may be sent again
         self.retried = False
 
@@ -135,24 +136,36 @@ class HTTPConnection(Connection):
         self.url.clear()
         if self.closing or self.discard:
             return
-        decision = self.decision
-        assert decision is not None  # noqa: S101
         parser = self.parser
         method: bytes = parser.get_method()
         if size > self.max_head:
             self.reply("head_too_large", "the request head is too large")
             return
-        if not decision.allowed:
+        verdict = self.fixed
+        if verdict is None or self.site_checks_host:
+            verdict = route_request(self, method, target, field(headers, b"host"))
+        route = verdict.route
+        if verdict.status or route is None:
             self.discard = True
-            self.requests.append((method, target, self.loop.time()))
-            self.reply("denied", decision.reason)  # logged by deny(), with the rule
+            self.requests.append((method, target, self.loop.time(), verdict))
+            write_refusal(self, verdict, headers)  # counted and logged with route and rule
             return
         if method == b"CONNECT":
             self.reply("connect", "CONNECT is not supported: this is a reverse proxy")
             return
-        if self.ctx.h2c is not None:  # no HTTP/1.1 -> h2c translation (yet)
-            self.requests.append((method, target, self.loop.time()))
+        if route.h2c:  # no HTTP/1.1 -> h2c translation (yet)
+            self.requests.append((method, target, self.loop.time(), verdict))
             self.reply("upstream_unreachable", "the upstream speaks h2c only: use HTTP/2")
+            return
+        if not self.use_address(route.upstream):
+            # Pipelined behind requests to another workload: close after their answers
+            # without this one, which the client sends again (RFC 9112 9.3.2).
+            self.discard = self.last_request = True
+            return
+        head_ctx = self.head_ctx if route is self.default_route else route_head(self, route)
+        if head_ctx is None:
+            self.requests.append((method, target, self.loop.time(), verdict))
+            self.reply("denied", "the client certificate's values cannot travel in a header")
             return
         head = rewrite_request_head(
             method,
@@ -161,10 +174,10 @@ class HTTPConnection(Connection):
             headers,
             keep_alive=parser.should_keep_alive(),
             wants_upgrade=parser.should_upgrade(),
-            ctx=self.head_ctx,
+            ctx=head_ctx,
         )
         if isinstance(head, Refusal):
-            self.requests.append((method, target, self.loop.time()))
+            self.requests.append((method, target, self.loop.time(), verdict))
             self.reply(head.code, head.message)
             return
         self.chunked = head.chunked
@@ -172,7 +185,7 @@ class HTTPConnection(Connection):
         self.upgrading = bool(head.upgrade)
         self.last_request = not head.keep_alive
         self.in_body = True
-        self.requests.append((method, target, self.loop.time()))
+        self.requests.append((method, target, self.loop.time(), verdict))
         reused = self.use_upstream()
         # On a link that carried requests before, the workload may have closed it just
         # now: keep what is needed to send this request once more on a new connection.
@@ -237,13 +250,13 @@ class HTTPConnection(Connection):
             return
         if not self.requests:
             return
-        method, target, started = self.requests.popleft()
+        method, target, started, verdict = self.requests.popleft()
         now = self.loop.time()
         # Still waiting for an answer, unless the only request left is still uploading.
         waiting = self.requests and not (self.in_body and len(self.requests) == 1)
         self.awaiting_since = now if waiting else 0.0
         if self.ctx.config.access_log:
-            self.ctx.access(self, method, target, status, size, now - started)
+            self.ctx.access(self, method, target, status, size, now - started, verdict=verdict)
         else:
             self.ctx.metrics.response(status)
         if not self.requests:
@@ -286,8 +299,8 @@ class HTTPConnection(Connection):
             return
         self.tunnel = True
         self.watcher = None
-        method, target, started = self.requests.popleft()
-        self.ctx.access(self, method, target, 101, 0, self.loop.time() - started)
+        method, target, started, verdict = self.requests.popleft()
+        self.ctx.access(self, method, target, 101, 0, self.loop.time() - started, verdict=verdict)
         self.awaiting_since = 0.0
         held, self.held = self.held, None
         if held:
@@ -360,20 +373,7 @@ class HTTPConnection(Connection):
 
     def reply(self, code: str, message: str) -> None:
         """Answer the client ourselves and close (denials, limits, upstream trouble)."""
-        if self.closing or self.transport is None:
-            return
-        reply = REFUSALS[code]
-        self.ctx.metrics.refused.labels(code).inc()
-        body = reply_body(reply, message)
-        method, target = b"-", b"-"
-        if self.requests:
-            method, target, _ = self.requests.popleft()
-        if code == "denied":  # counted and logged with the rule that refused
-            self.deny(method, target, len(body))
-        else:  # the size logged is the body's, as nginx's $body_bytes_sent
-            self.ctx.access(self, method, target, reply.status.value, len(body), 0.0, note=message)
-        self.transport.write(reply_bytes(reply, body=body))
-        self.close()
+        write_reply(self, code, message)
 
     def check(self, now: float) -> None:
         limits = self.ctx.config.limits

@@ -58,6 +58,7 @@ class EventLog:
                 f"id={fields['id'] or '-'} {fields['decision']} "
                 f'"{fields["method"]} {fields["target"]}" {fields["status"]} '
                 f"{fields['bytes']}B {fields['ms']:.1f}ms proto={fields.get('protocol', '-')}"
+                + (f" route={_quote(fields['route'])}" if fields.get("route", "-") != "-" else "")
                 + (f" note={_quote(fields['note'])}" if fields.get("note") else "")
             )
         self._write(line)

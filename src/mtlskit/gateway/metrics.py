@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -11,6 +12,9 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+
+if TYPE_CHECKING:
+    from mtlskit.gateway.state import GatewayState
 
 __all__ = ["METRIC_NAMES", "STATES", "Metrics"]
 
@@ -44,6 +48,11 @@ METRIC_NAMES = {
     ),
     "mtlskit_reloads_total": "certificate/CA/CRL reloads, by result: ok or failed",
     "mtlskit_certificate_expiry_timestamp_seconds": "notAfter of each loaded certificate",
+    "mtlskit_server_connections_total": "verified connections by server (SNI's [[server]])",
+    "mtlskit_route_requests_total": (
+        "requests by server, route and result: allowed, anonymous, denied, unauthenticated, "
+        "no_route, method_not_allowed, misdirected, bad_path"
+    ),
 }
 
 
@@ -120,9 +129,21 @@ class Metrics:
         self.cert_expiry = Gauge(
             "mtlskit_certificate_expiry_timestamp_seconds",
             METRIC_NAMES["mtlskit_certificate_expiry_timestamp_seconds"],
-            ["role", "subject"],
+            ["role", "subject", "server"],
             registry=r,
             multiprocess_mode="max",
+        )
+        self.server_connections = Counter(
+            "mtlskit_server_connections",
+            METRIC_NAMES["mtlskit_server_connections_total"],
+            ["server"],
+            registry=r,
+        )
+        self.route_requests = Counter(
+            "mtlskit_route_requests",
+            METRIC_NAMES["mtlskit_route_requests_total"],
+            ["server", "route", "result"],
+            registry=r,
         )
         self._handshake_ok = self.handshakes.labels("ok")
         # Responses are counted in a plain dict on the hot path and folded into the
@@ -133,6 +154,24 @@ class Metrics:
     def handshake_ok(self) -> None:
         """Count one successful handshake."""
         self._handshake_ok.inc()
+
+    def certificates(self, *states: GatewayState) -> None:
+        """Export the notAfter of each server's chain and client CAs (at start, on reload)."""
+        for state in states:
+            tls = state.tls
+            for role, certs in (("server", tls.chain), ("client_ca", tls.client_cas)):
+                for cert in certs:
+                    subject = cert.subject.rfc4514_string()
+                    gauge = self.cert_expiry.labels(role, subject, state.name)
+                    gauge.set(cert.not_valid_after_utc.timestamp())
+
+    def server_connection(self, server: str) -> None:
+        """Count one verified connection of a server."""
+        self.server_connections.labels(server).inc()
+
+    def route_request(self, server: str, route: str, result: str) -> None:
+        """Count one request a route (or the lack of one) decided."""
+        self.route_requests.labels(server, route, result).inc()
 
     def response(self, status: int) -> None:
         """Count one relayed response (runs per request: a dict increment)."""

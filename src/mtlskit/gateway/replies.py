@@ -35,6 +35,11 @@ def _table(*replies: Reply) -> dict[str, Reply]:
 
 REFUSALS: Final = _table(
     Reply("denied", HTTPStatus.FORBIDDEN, "the client certificate is not allowed here"),
+    Reply("unauthenticated", HTTPStatus.UNAUTHORIZED, "a client certificate is needed here"),
+    Reply("bad_path", HTTPStatus.BAD_REQUEST, "the request target is not a valid path"),
+    Reply("no_route", HTTPStatus.NOT_FOUND, "no route for this path"),
+    Reply("method_not_allowed", HTTPStatus.METHOD_NOT_ALLOWED, "this path takes other methods"),
+    Reply("misdirected", HTTPStatus.MISDIRECTED_REQUEST, "this connection is for another site"),
     Reply("malformed_request", HTTPStatus.BAD_REQUEST, "the request is not valid HTTP/1.1"),
     Reply("bad_host", HTTPStatus.BAD_REQUEST, "a request needs exactly one Host header"),
     Reply("bad_framing", HTTPStatus.BAD_REQUEST, "the request's framing is ambiguous"),

@@ -8,25 +8,32 @@ import socket
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtlskit.config import GatewayConfig
 from mtlskit.errors import MtlsKitError
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
-from mtlskit.gateway.admission import admit
+from mtlskit.gateway.admission import Admission, admit
 from mtlskit.gateway.connection import ConnContext, Connection
 from mtlskit.gateway.flight import after_flight
 from mtlskit.gateway.h2server import H2Connection
-from mtlskit.gateway.h2up import H2cUpstream
-from mtlskit.gateway.handshake import HandshakeTimeoutError, classify_handshake_failure
+from mtlskit.gateway.handshake import (
+    HandshakeTimeoutError,
+    classify_handshake_failure,
+    explain_verify_errors,
+    unknown_server_name,
+)
 from mtlskit.gateway.http import HTTPConnection
 from mtlskit.gateway.listen import bind_listener
 from mtlskit.gateway.logs import EventLog
 from mtlskit.gateway.metrics import Metrics
-from mtlskit.gateway.pool import UpstreamPool
+from mtlskit.gateway.routing import Caller
 from mtlskit.gateway.state import GatewayState, file_stamps, load_state, watched_files
 from mtlskit.gateway.tcp import TCPConnection
 from mtlskit.gateway.tls import TLSStream
+from mtlskit.gateway.upstreams import Upstreams
+from mtlskit.policy import Decision
 
 # Connections taken from the accept queue per readiness callback, before other work runs.
 _ACCEPT_BATCH: Final = 64
@@ -73,30 +80,24 @@ class Gateway:
         self._sweep_queue: list[Connection] = []
         self.listener: socket.socket | None = None
         self._address = ("", 0)
-        limits = config.limits
-        self.pool = (
-            UpstreamPool(
-                config.upstream,
-                keepalive=limits.upstream_keepalive,
-                keepalive_timeout=limits.upstream_keepalive_timeout.total_seconds(),
-            )
-            if config.mode == "http"
-            else None
-        )
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_class = HTTPConnection if config.mode == "http" else TCPConnection
-        # One multiplexed h2c upstream per worker, for every client stream (gRPC).
-        self.h2c = (
-            H2cUpstream(
-                self.loop,
-                config.upstream,
-                connect_timeout=limits.upstream_connect_timeout.total_seconds(),
-            )
-            if config.mode == "http" and config.upstream_protocol == "h2c"
-            else None
-        )
+        # The pools (HTTP/1.1) and multiplexed h2c links of every workload, by address;
+        # the top-level upstream's are made now, a route's on its first request.
+        self.upstreams = Upstreams(self.loop, config)
+        http = config.mode == "http"
+        self.pool = self.upstreams.pool(config.upstream) if http else None
+        h2c = http and config.upstream_protocol == "h2c"
+        self.h2c = self.upstreams.h2c(config.upstream) if h2c else None
         self.ctx = ConnContext(
-            self.loop, config, self.metrics, self.log, self.pool, self.connection_closed, self.h2c
+            self.loop,
+            config,
+            self.metrics,
+            self.log,
+            self.pool,
+            self.connection_closed,
+            self.h2c,
+            self.upstreams,
         )
         self._handshake_timeout = config.limits.handshake_timeout.total_seconds()
         self._accept_error_logged = False
@@ -158,10 +159,7 @@ class Gateway:
             conn.close()
         for stream in list(self.streams):  # lingering closes: no need to wait for them
             stream.abort()
-        if self.pool is not None:
-            self.pool.close()
-        if self.h2c is not None:
-            self.h2c.close()
+        self.upstreams.close()
         self.metrics.flush()
         self.log.event("stopped", "gateway stopped")
 
@@ -222,14 +220,19 @@ class Gateway:
     def _handshake_failed(self, stream: TLSStream, exc: BaseException) -> None:
         conn: Connection = stream.protocol
         ca_names = [ca.subject.rfc4514_string() for ca in conn.state.tls.client_cas]
-        failure = classify_handshake_failure(
-            exc,
-            stream.verify_errors,
-            after_flight=after_flight(stream),
-            ca_names=ca_names,
-        )
+        if conn.refused_name is not None:
+            failure = unknown_server_name(conn.refused_name)
+        else:
+            failure = classify_handshake_failure(
+                exc,
+                stream.verify_errors,
+                after_flight=after_flight(stream),
+                ca_names=ca_names,
+            )
         self.metrics.handshakes.labels(failure.code).inc()
         fields: dict[str, Any] = {}
+        if conn.state.servers or conn.state.site.names:
+            fields["server"] = conn.state.name
         if failure.at_fault is not None:
             fields["certificate"] = failure.at_fault.subject.rfc4514_string()
             fields["serial"] = f"{failure.at_fault.serial_number:x}"
@@ -254,8 +257,11 @@ class Gateway:
         conn: Connection = stream.protocol
         ssl_conn = stream.conn
         leaf = ssl_conn.get_peer_certificate(as_cryptography=True)
-        if leaf is None:  # cannot happen with VERIFY_FAIL_IF_NO_PEER_CERT; fail closed
-            stream.abort()
+        if leaf is None or stream.verify_errors:
+            # Only with client_auth = "optional": no certificate (anonymous), or one that
+            # did not verify (verify_optional = "explain"). Neither is ever forwarded as
+            # an identity; each request's route decides (allow_anonymous, 401 or 403).
+            self._serve_unverified(stream, conn, leaf)
             return
         # On the server side OpenSSL's peer chain leaves the leaf out: the intermediates sent.
         sent = ssl_conn.get_peer_cert_chain(as_cryptography=True) or []
@@ -278,11 +284,36 @@ class Gateway:
             )
             stream.abort()
             return
-        if self.config.mode == "http" and ssl_conn.get_alpn_proto_negotiated() == b"h2":
+        self._open(stream, conn, admission, Caller(admission.identity, admission.decision))
+
+    def _serve_unverified(
+        self, stream: TLSStream, conn: Connection, leaf: x509.Certificate | None
+    ) -> None:
+        caller = Caller(None)
+        if leaf is not None:  # verify_optional = "explain": say why, on every request
+            failure = explain_verify_errors(stream.verify_errors)
+            self.metrics.handshakes.labels(failure.code).inc()
+            caller = Caller(None, presented=leaf.subject.rfc4514_string(), why=failure.explanation)
+            self.log.event(
+                "certificate_unverified",
+                f"{failure.explanation}; its requests get a 403 page (verify_optional = explain)",
+                level="warning",
+                client=_client(stream.peer),
+                code=failure.code,
+                step=failure.step,
+                fix=failure.fix,
+            )
+        self._open(stream, conn, Admission(None, Decision(False, "", ""), b""), caller)
+
+    def _open(
+        self, stream: TLSStream, conn: Connection, admission: Admission, caller: Caller
+    ) -> None:
+        if self.config.mode == "http" and stream.conn.get_alpn_proto_negotiated() == b"h2":
             conn = stream.protocol = H2Connection(self.ctx, conn.state)  # RFC 7301: h2
         self.connections.add(conn)
         self.metrics.connections_open.inc()
-        conn.begin(stream, admission)
+        self.metrics.server_connection(conn.state.name)
+        conn.begin(stream, admission, caller)
 
     def connection_closed(self, conn: Connection) -> None:
         """Forget a connection (called once, from its connection_lost)."""
@@ -323,8 +354,7 @@ class Gateway:
                 if not conn.closing:
                     conn.check(now)
             del queue[-_SWEEP_SLICE:]
-            if self.pool is not None:
-                self.pool.sweep(now)
+            self.upstreams.sweep(now)
 
     async def _watch(self) -> None:
         interval = self.config.reload_interval.total_seconds()
@@ -356,12 +386,7 @@ class Gateway:
         return True
 
     def _export_expiry(self) -> None:
-        tls = self.state.tls
-        for role, certs in (("server", tls.chain), ("client_ca", tls.client_cas)):
-            for cert in certs:
-                self.metrics.cert_expiry.labels(role, cert.subject.rfc4514_string()).set(
-                    cert.not_valid_after_utc.timestamp()
-                )
+        self.metrics.certificates(self.state, *self.state.servers)
 
 
 def _restamped(state: GatewayState, stamps: Any) -> GatewayState:

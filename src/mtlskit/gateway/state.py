@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from OpenSSL import SSL
 
 from mtlskit.config import GatewayConfig
 from mtlskit.errors import ConfigError, TLSConfigError
 from mtlskit.gateway.flight import watch_flight
+from mtlskit.gateway.routing import Site
+from mtlskit.gateway.sitebuild import (
+    ServerFiles,
+    build_site,
+    identity_headers,
+    merge_headers,
+    server_files,
+    stripped_names,
+)
 from mtlskit.identity import (
     IdentityHeaderError,
     IdentityHeaders,
@@ -50,9 +62,8 @@ def server_alpn(config: GatewayConfig) -> tuple[str, ...]:
 
 
 def watched_files(config: GatewayConfig) -> list[Path]:
-    """Every file a reload re-reads."""
-    tls = config.tls
-    return [tls.cert, tls.key, tls.client_ca, *tls.crl]
+    """Every file a reload re-reads (every server's)."""
+    return [path for files in server_files(config) for path in files.paths]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -69,11 +80,19 @@ class GatewayState:
     crls: tuple[RevocationList, ...]
     stamps: tuple[FileStamp, ...]
     loaded_at: datetime
+    site: Site  # its routes, default route and names
     crl_issuers: tuple[str, ...] = ()  # each CRL's issuer, as PeerIdentity.issuer spells it
+    # The [[server]]s on the same listener (on the top-level state only), and the names
+    # SNI selects them by: (lowercase pattern, server state).
+    servers: tuple[GatewayState, ...] = ()
+    by_name: tuple[tuple[str, GatewayState], ...] = ()
+    refuse_unknown: bool = False
+    # Every client-sent header name any server or route adds: always removed.
+    stripped: frozenset[bytes] = frozenset()
     # Clients reconnect with the same certificate: parse it and build its header block
     # once per state, not once per connection (bounded; cleared when full).
     _identities: dict[bytes, PeerIdentity] = field(default_factory=dict, repr=False)
-    _blocks: dict[PeerIdentity, bytes | IdentityHeaderError] = field(
+    _blocks: dict[tuple[int, PeerIdentity], bytes | IdentityHeaderError] = field(
         default_factory=dict, repr=False
     )
 
@@ -88,27 +107,53 @@ class GatewayState:
         return identity
 
     @property
+    def name(self) -> str:
+        """The server's name: "default" for the top-level keys."""
+        return self.site.name
+
+    @property
     def stripped_headers(self) -> frozenset[bytes]:
         """Client-sent header names always removed (lowercase, `_` read as `-`)."""
-        return self.identity_config.stripped_names
+        return self.stripped or self.identity_config.stripped_names
 
-    def identity_block(self, identity: PeerIdentity) -> bytes:
-        """The header lines added to every request of a connection (built once per identity).
+    def server_for(self, sni: bytes | None) -> GatewayState | None:
+        """The server a client's SNI selects: one of ours, this (default) one, or None."""
+        if sni is not None and self.by_name:
+            name = sni.decode("ascii", "replace").lower().rstrip(".")
+            for pattern, server in self.by_name:
+                if pattern == name or (
+                    pattern.startswith("*.")
+                    and name.partition(".")[2] == pattern[2:]
+                    and name.partition(".")[0]
+                ):
+                    return server
+        if self.refuse_unknown:
+            return None
+        return self
+
+    def identity_block(
+        self, identity: PeerIdentity, headers: IdentityHeaders | None = None
+    ) -> bytes:
+        """The identity header lines of a client (built once per identity and route).
+
+        Args:
+            identity: the client.
+            headers: a route's own identity headers (None: the server's).
 
         Raises:
             IdentityHeaderError: a certificate value cannot travel in a header.
         """
-        block = self._blocks.get(identity)
+        config = headers or self.identity_config
+        key = (id(config), identity)
+        block = self._blocks.get(key)
         if block is None:
             if len(self._blocks) >= _CACHE_SIZE:
                 self._blocks.clear()
             try:
-                block = build_identity_block(
-                    identity, self.identity_config, by=self.tls.server_uris
-                )
+                block = build_identity_block(identity, config, by=self.tls.server_uris)
             except IdentityHeaderError as exc:
                 block = exc
-            self._blocks[identity] = block
+            self._blocks[key] = block
         if isinstance(block, IdentityHeaderError):
             raise block
         return block
@@ -128,6 +173,8 @@ class GatewayState:
                 return Decision(False, "crl_stale", "the CRL for your CA is out of date")
             if crl.is_revoked(int(identity.serial, 16)):
                 return Decision(False, "revoked", "your client certificate is revoked")
+        if self.site.table is not None:
+            return Decision(True, "valid")  # each request's route decides
         return evaluate(self.policy, identity)
 
     def revocation_entry(self, cert: x509.Certificate) -> dict[str, str]:
@@ -139,10 +186,10 @@ class GatewayState:
 
 
 def _load_crls(
-    config: GatewayConfig, client_cas: list[x509.Certificate], now: datetime
+    paths: tuple[Path, ...], client_cas: list[x509.Certificate], now: datetime
 ) -> tuple[RevocationList, ...]:
     lists = []
-    for path in config.tls.crl:
+    for path in paths:
         crl = load_crl(read_file(path, "a CRL", max_bytes=CRL_MAX_BYTES), path)
         loaded = load_crl_set(crl, client_cas)
         if loaded.signer is None or loaded.problem:
@@ -165,47 +212,116 @@ def _load_crls(
 
 
 def load_state(config: GatewayConfig, now: datetime) -> GatewayState:
-    """Read every file and build a new state, or raise without touching the old one.
+    """Read every file of every server and build a new state, or raise, keeping the old.
 
     Raises:
         ConfigError, TLSConfigError, CertificateLoadError: with the file and the fix.
     """
     stamps = file_stamps(watched_files(config))
-    crls = _load_crls(config, load_client_cas(config.tls.client_ca), now)
+    planned = []
+    for files in server_files(config):
+        server = files.server
+        custom = merge_headers(config.headers, server.headers) if server else config.headers
+        identity = identity_headers(config, custom)
+        site, _ = build_site(config, files, identity)
+        planned.append((files, site, identity))
+    stripped = stripped_names(
+        [identity for _, site, identity in planned]
+        + [route.identity for _, site, _ in planned for route in site.routes]
+    )
+    several = len(planned) > 1
+    states = [
+        _load_server(config, files, site, identity, now, stamps, stripped, several=several)
+        for files, site, identity in planned
+    ]
+    default, servers = states[0], tuple(states[1:])
+    if not servers:
+        return default
+    by_name = tuple((name, st) for st in servers for name in st.site.names)
+    default = dataclasses.replace(
+        default,
+        servers=servers,
+        by_name=by_name,
+        refuse_unknown=config.tls.unknown_server == "refuse",
+    )
+    default.tls.context.set_tlsext_servername_callback(_select_server(default))
+    return default
+
+
+def _load_server(
+    config: GatewayConfig,
+    files: ServerFiles,
+    site: Site,
+    identity: IdentityHeaders,
+    now: datetime,
+    stamps: tuple[FileStamp, ...],
+    stripped: frozenset[bytes],
+    *,
+    several: bool,
+) -> GatewayState:
+    crls = _load_crls(files.crl, load_client_cas(files.client_ca), now)
+    explain = files.explain and files.client_auth == "optional"
+    # A session is resumed before SNI picks the server (OpenSSL looks it up while it
+    # parses the ClientHello, and calls the servername callback after), so with several
+    # servers a session made on one could resume on another, whose CA never checked the
+    # client; a session made in explain mode would resume a certificate that failed.
+    # Resumption is off then (pyOpenSSL does not offer the client-hello callback that
+    # would let SNI pick the server first).
+    tickets = 0 if several or explain else config.tls.session_tickets
     tls = server_context(
-        config.tls.cert,
-        config.tls.key,
-        config.tls.client_ca,
+        files.cert,
+        files.key,
+        files.client_ca,
         min_version=config.tls.min_version,
-        session_tickets=config.tls.session_tickets,
+        session_tickets=tickets,
         crls=[rl.crl for rl in crls],
         # HTTP mode: h2 and http/1.1 (server.py serves what was selected); TCP mode carries
         # any protocol and selects none unless told.
         alpn=tuple(p.encode() for p in server_alpn(config)),
+        client_auth=files.client_auth,
+        explain=explain,
     )
     watch_flight(tls.context)  # tells a browser's speculative connection from a reset
     leaf = tls.chain[0]
     if now > leaf.not_valid_after_utc:
         raise TLSConfigError(
-            f"{config.tls.cert}: the server certificate expired on "
-            f"{leaf.not_valid_after_utc:%Y-%m-%d}",
+            f"{files.cert}: the server certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d}",
             "issue a new one ('mtlskit ca issue server ...') and reload",
         )
-    _check_server_purpose(leaf, config.tls.cert)
-    identity_config = IdentityHeaders(
-        xfcc="xfcc" in config.identity_headers,
-        client_cert="client-cert" in config.identity_headers,
-        custom=config.headers,
-    )
+    _check_server_purpose(leaf, files.cert)
+    server = files.server
     return GatewayState(
         tls=tls,
-        policy=config.policy,  # an AccessPolicy, compiled once when the config was read
-        identity_config=identity_config,
+        # An AccessPolicy, compiled once when the config was read.
+        policy=server.policy if server is not None else config.policy,
+        identity_config=identity,
         crls=crls,
         crl_issuers=tuple(crl.issuer.rfc4514_string() for crl in crls),
         stamps=stamps,
         loaded_at=now,
+        site=site,
+        stripped=stripped,
     )
+
+
+def _select_server(default: GatewayState) -> Callable[[SSL.Connection], None]:
+    """The servername callback: SNI picks the server's context, verify settings and state."""
+    refuse = SSL.Context(SSL.TLS_SERVER_METHOD)  # no certificate: the handshake fails
+
+    def select(conn: SSL.Connection) -> None:
+        target = default.server_for(conn.get_servername())
+        stream = conn.get_app_data()
+        if target is default:
+            return
+        if target is None:
+            stream.protocol.refused_name = conn.get_servername()
+            conn.set_context(refuse)
+            return
+        conn.set_context(target.tls.context)
+        conn.set_verify(target.tls.verify_mode, target.tls.verify_callback)
+        stream.protocol.state = target
+
+    return select
 
 
 def _check_server_purpose(leaf: x509.Certificate, path: Path) -> None:

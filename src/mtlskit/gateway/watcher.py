@@ -17,7 +17,7 @@ __all__ = ["QuietWatcher", "ResponseSink", "ResponseWatcher"]
 class ResponseSink(Protocol):
     """What a watcher reports to (gateway.http.HTTPConnection)."""
 
-    requests: deque[tuple[bytes, bytes, float]]
+    requests: deque[tuple[bytes, bytes, float, Any]]  # method first: HEAD has no body
 
     def response_done(self, status: int, size: int) -> None:
         """A whole response (status, body bytes)."""
