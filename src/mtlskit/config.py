@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from mtlskit._config_acme import AcmeConfig
 from mtlskit._config_keys import (
     Setting,
     build,
@@ -39,8 +40,6 @@ from mtlskit._config_kinds import (
     OPTIONAL_ADDRESS,
     PATH,
     PATHS,
-    STR,
-    STRS,
     TEMPLATES,
     UPSTREAM,
     UpstreamAddress,
@@ -68,6 +67,7 @@ __all__ = [
     "ServerConfig",
     "TLSConfig",
     "UpstreamAddress",
+    "acme_configs",
     "gateway_settings",
     "load_gateway_config",
     "parse_address",
@@ -79,33 +79,6 @@ __all__ = [
 Mode = Literal["http", "tcp"]
 UpstreamProtocol = Literal["http/1.1", "h2c"]
 LogFormat = Literal["text", "json"]
-
-
-@dataclass(frozen=True, slots=True)
-class AcmeConfig:
-    """[tls] acme = {...}: get and renew the server certificate from an ACME CA.
-
-    The certificate and key live in `dir` as server.chain.pem and server.key; tls.cert and
-    tls.key point there and must not be set by hand.
-    """
-
-    directory: str = config_key(
-        kind=STR,
-        doc="ACME directory URL: get the server certificate from Let's Encrypt (or Pebble)",
-    )
-    domains: tuple[str, ...] = config_key(kind=STRS, doc="DNS names of the certificate")
-    dir: Path = config_key(
-        kind=PATH, doc="where `server.chain.pem`, `server.key` and the account key live"
-    )
-    email: str | None = config_key(None, kind=STR, doc="account contact")
-    http01: tuple[str, int] = config_key(
-        ("0.0.0.0", 80),  # noqa: S104 - the CA connects from outside
-        kind=ADDRESS,
-        doc="where the HTTP-01 responder listens while the CA validates",
-    )
-    ca_bundle: Path | None = config_key(
-        None, kind=PATH, default_doc="system", doc="CA bundle to verify the ACME server with"
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +239,12 @@ class GatewayConfig:
     server: tuple[ServerConfig, ...] = config_tables(ServerConfig)
 
 
+def acme_configs(config: GatewayConfig) -> list[AcmeConfig]:
+    """Every ACME certificate the gateway keeps: the top-level one's and each server's."""
+    found = [config.tls.acme] + [server.acme for server in config.server]
+    return [acme for acme in found if acme is not None]
+
+
 def gateway_settings() -> list[Setting]:
     """Every key of the gateway's config, in the order of --help and the docs."""
     return settings(GatewayConfig)
@@ -354,6 +333,16 @@ def _check_sites(config: GatewayConfig) -> None:
             raise ConfigError(
                 f"{where}: upstream {server.upstream} does not fit mode {config.mode}",
                 "in mode http write http://, h2c:// or unix:; in mode tcp, tcp://",
+            )
+        if server.acme is not None and (server.cert or server.key):
+            raise ConfigError(
+                f"{where}: cert/key and acme are both set",
+                f"with acme the certificate lives in {server.acme.dir}; remove cert and key",
+            )
+        if server.acme is None and not (server.cert and server.key):
+            raise ConfigError(
+                f"{where}: no certificate: set cert and key (or acme)",
+                "a server presents its own certificate for its server_names",
             )
         optional = (server.client_auth or config.tls.client_auth) == "optional"
         check_routes(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from mtlskit._config_acme import AcmeConfig
 from mtlskit._config_keys import config_key, config_table, config_tables
 from mtlskit._config_kinds import (
     BOOL,
@@ -116,8 +117,15 @@ class ServerConfig:
     name: str = config_key(
         "", kind=STR, default_doc="the first name", doc="the `server` label of logs and metrics"
     )
-    cert: Path = config_key(kind=PATH, doc="its chain: leaf first, then intermediates")
-    key: Path = config_key(kind=PATH, doc="its leaf's private key")
+    cert: Path | None = config_key(
+        None,
+        kind=PATH,
+        default_doc="required without acme",
+        doc="its chain: leaf first, then intermediates",
+    )
+    key: Path | None = config_key(
+        None, kind=PATH, default_doc="required without acme", doc="its leaf's private key"
+    )
     client_ca: Path = config_key(kind=PATH, doc="root CA(s) its clients' chains lead to")
     client_auth: ClientAuth | None = config_key(
         None, kind=CHOICE, default_doc="`[tls] client_auth`", doc="`required` or `optional`"
@@ -129,8 +137,30 @@ class ServerConfig:
     headers: tuple[tuple[str, str], ...] = config_key(
         (), kind=TEMPLATES, doc="identity headers, after the top-level ones (a name here wins)"
     )
+    acme: AcmeConfig | None = config_table(
+        AcmeConfig,
+        default=None,
+        file_only=True,
+        missing="a server's acme needs directory, domains and dir",
+    )
     policy: AccessPolicy = config_table(AccessPolicy, factory=AccessPolicy)
     route: tuple[RouteConfig, ...] = config_tables(RouteConfig)
+
+    @property
+    def chain_path(self) -> Path:
+        """Its certificate chain: `cert`, or server.chain.pem in its acme dir."""
+        if self.acme is not None:
+            return self.acme.dir / "server.chain.pem"
+        assert self.cert is not None  # noqa: S101 - checked when the config was read
+        return self.cert
+
+    @property
+    def key_path(self) -> Path:
+        """Its private key: `key`, or server.key in its acme dir."""
+        if self.acme is not None:
+            return self.acme.dir / "server.key"
+        assert self.key is not None  # noqa: S101 - checked when the config was read
+        return self.key
 
     @property
     def label(self) -> str:

@@ -192,5 +192,5 @@ def test_gateway_403_is_access_denied_with_its_reason(gw_pki: PKI, mtlskit: Any)
     assert code == 0 and ok["code"] == "ok" and ok["status"] == 200, ok
     assert code2 == 1 and denied["code"] == "access_denied", denied
     assert denied["status"] == 403 and denied["failed_step"] == 9
-    reason = denied["body"].strip().removeprefix("403 Forbidden: ")
+    reason = json.loads(denied["body"])["reason"]  # the gateway's refusal page (JSON)
     assert reason and reason in denied["explanation"]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import re
+import tomllib
 from pathlib import Path
 
 from mtlskit.cli.gateway import register
-from mtlskit.config import reference_table
+from mtlskit.config import load_gateway_config, reference_table
 from mtlskit.gateway.metrics import METRIC_NAMES
 
-DOC = (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+DOC = (ROOT / "docs" / "gateway.md").read_text()
 
 
 def _section(title: str) -> str:
@@ -45,3 +47,14 @@ def test_documented_flags_are_the_flags_of_mtlskit_gateway() -> None:
 
 def test_metrics_are_documented() -> None:
     assert _first_column(_section("Metrics")) == set(METRIC_NAMES)
+
+
+def test_the_readme_edge_example_is_a_valid_config() -> None:
+    """The README's routes/servers example loads as it is written (fail-closed checks pass)."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert blocks, "the README has its TOML example"
+    config = load_gateway_config(tomllib.loads(blocks[0]))
+    assert config.tls.client_auth == "optional"
+    assert [r.path for r in config.route][1] == ("/orders", "/orders/{*}")
+    assert config.server[0].server_names == ("partners.example.com",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -136,8 +137,15 @@ def _head(
 
 
 def _denial(body: bytes) -> str:
+    """The reason in a refusal: the mtlskit gateway's JSON page, or the start of the text."""
     text = body.decode("utf-8", "replace").strip()
-    prefix = "403 Forbidden: "  # the mtlskit gateway's body (gateway/http.py)
+    try:
+        page = json.loads(text)
+    except ValueError:
+        page = None
+    if isinstance(page, dict) and isinstance(page.get("reason"), str):
+        return str(page["reason"])[:300]  # gateway/refusal_page.py
+    prefix = "403 Forbidden: "  # an mtlskit gateway before the refusal page
     return text[len(prefix) :] if text.startswith(prefix) else text[:200]
 
 

@@ -47,20 +47,28 @@ def obtain_at_start(acme: AcmeConfig, log: EventLog) -> EnsureResult:
     return result
 
 
-async def renew_forever(acme: AcmeConfig, log: EventLog, on_renewed: Callable[[], object]) -> None:
+async def renew_forever(
+    acme: AcmeConfig,
+    log: EventLog,
+    on_renewed: Callable[[], object],
+    lock: asyncio.Lock | None = None,
+) -> None:
     """Renew at 2/3 of the lifetime; on failure retry with back-off, old certificate kept.
 
     `on_renewed` runs after new files are in place (the gateway reloads: open
-    connections keep their state, new ones get the new certificate).
+    connections keep their state, new ones get the new certificate). Several servers'
+    renewals share `lock`: one HTTP-01 responder on the port at a time.
     """
     settings = _settings(acme)
     failures = 0
+    lock = lock or asyncio.Lock()
     while True:
         now = datetime.now(UTC)
         try:
-            result = await asyncio.to_thread(
-                ensure_certificate, settings, acme.dir, "server", now=now
-            )
+            async with lock:
+                result = await asyncio.to_thread(
+                    ensure_certificate, settings, acme.dir, "server", now=now
+                )
         except AcmeError as exc:
             failures += 1
             wait = backoff(failures).total_seconds()

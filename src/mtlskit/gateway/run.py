@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from mtlskit.config import GatewayConfig
+from mtlskit.config import GatewayConfig, acme_configs
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
 from mtlskit.gateway.listen import bind_listener
 from mtlskit.gateway.logs import EventLog
@@ -179,8 +179,8 @@ class Supervisor:
         # Fail fast, in the supervisor and before any worker exists, on bad files and ports
         # in use (--listen probed without SO_REUSEPORT, so even another SO_REUSEPORT group
         # on the port is noticed; --status bound for good, so a busy one starts nothing).
-        if config.tls.acme is not None:
-            obtain_at_start(config.tls.acme, self.log)
+        for acme in acme_configs(config):
+            obtain_at_start(acme, self.log)
         load_state(config, datetime.now(UTC))
         _warn_if_key_exposed(config, self.log)
         probe = bind_listener(*config.listen)
@@ -215,7 +215,7 @@ class Supervisor:
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT; always stops the workers, even after an error."""
         config = self.config
-        renewal = None
+        renewals: list[asyncio.Task[None]] = []
         try:
             self.workers.extend(self._spawn() for _ in range(config.workers))
             self.log.event(
@@ -231,12 +231,13 @@ class Supervisor:
             loop.add_signal_handler(signal.SIGTERM, self._stop.set)
             loop.add_signal_handler(signal.SIGINT, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._forward_hup)
-            if config.tls.acme is not None:  # one renewer; workers follow the files
-                renew = renew_forever(config.tls.acme, self.log, self._forward_hup)
-                renewal = asyncio.create_task(renew)
+            lock = asyncio.Lock()  # one renewer per certificate; workers follow the files
+            for acme in acme_configs(config):
+                renew = renew_forever(acme, self.log, self._forward_hup, lock)
+                renewals.append(asyncio.create_task(renew))
             await self._watch()
         finally:
-            if renewal is not None:
+            for renewal in renewals:
                 renewal.cancel()
             self._stop_workers()
             if self.status is not None:

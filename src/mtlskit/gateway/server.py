@@ -11,7 +11,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtlskit.config import GatewayConfig
+from mtlskit.config import GatewayConfig, acme_configs
 from mtlskit.errors import MtlsKitError
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
 from mtlskit.gateway.admission import Admission, admit
@@ -68,9 +68,9 @@ class Gateway:
         self.loop = asyncio.get_running_loop()
         # With [tls] acme, this gateway gets and renews the certificate itself (a worker
         # under a supervisor leaves that to the supervisor and follows the files).
-        self._manage_acme = manage_acme and config.tls.acme is not None
-        if self._manage_acme and config.tls.acme is not None:
-            obtain_at_start(config.tls.acme, self.log)
+        self._acme = acme_configs(config) if manage_acme else []
+        for acme in self._acme:
+            obtain_at_start(acme, self.log)
         self.state: GatewayState = load_state(config, datetime.now(UTC))
         # Every socket accepted and not yet closed (handshaking, open or lingering), and
         # the verified connections among them.
@@ -119,8 +119,9 @@ class Gateway:
         self._tasks.append(self.loop.create_task(self._sweep()))
         if self.config.reload_interval.total_seconds() > 0:
             self._tasks.append(self.loop.create_task(self._watch()))
-        if self._manage_acme and self.config.tls.acme is not None:
-            renew = renew_forever(self.config.tls.acme, self.log, lambda: self.reload("acme"))
+        lock = asyncio.Lock()  # one HTTP-01 responder at a time
+        for acme in self._acme:
+            renew = renew_forever(acme, self.log, lambda: self.reload("acme"), lock)
             self._tasks.append(self.loop.create_task(renew))
         self.ready = True
         host, port = self.address

@@ -66,8 +66,8 @@ def server_files(config: GatewayConfig) -> list[ServerFiles]:
         files.append(
             ServerFiles(
                 server.label,
-                server.cert,
-                server.key,
+                server.chain_path,
+                server.key_path,
                 server.client_ca,
                 server.crl,
                 auth,
