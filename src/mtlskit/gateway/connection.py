@@ -243,10 +243,10 @@ class Connection(UpstreamOwner):
         """
         if address == self.upstream_address:
             return True
+        if not self.idle or self.pending is not None:
+            return False  # requests in flight (or a link being opened) for the other one
         link = self.upstream
         if link is not None:
-            if not self.parked and not self.idle:
-                return False
             if self.parked:
                 link.orphan()  # it stays in its pool for other clients
             else:

@@ -37,6 +37,14 @@ def route_request(conn: Connection, method: bytes, target: bytes, host: str) -> 
     """The verdict for one request: 421, the site's per-connection verdict, or its route's."""
     state = conn.state
     site = state.site
+    if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+        # Absolute form (RFC 9112 3.2.2): its authority is the host, not the Host field.
+        rest = target.partition(b"://")[2]
+        end = min(
+            (i for i in (rest.find(c) for c in (b"/", b"?", b"#")) if i >= 0), default=len(rest)
+        )
+        authority = rest[:end].rpartition(b"@")[2]  # userinfo is not part of the host
+        host, target = authority.decode("latin-1"), b"/" + rest[end:].lstrip(b"/")
     if site.checks_host and host and site.misdirected(host):
         reason = (
             f"this connection was opened for server {state.name!r}, not for {host[:100]!r}: "
