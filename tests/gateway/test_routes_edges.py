@@ -130,3 +130,29 @@ def test_an_absolute_form_target_is_routed_by_its_path(pki: PKI) -> None:
         assert allowed.startswith(b"HTTP/1.1 200"), allowed
         assert [r.target for r in first.requests()] == ["https://localhost/a/x"]
         assert second.requests() == []
+
+
+def test_in_tcp_mode_sni_picks_the_servers_workload(pki: PKI) -> None:
+    """A byte pipe per site: SNI b.test goes to that [[server]]'s tcp:// upstream."""
+    with recording_upstream() as first, recording_upstream() as second:
+        certs = (pki["server.chain.pem"], pki["server.key"], pki["root.crt"])
+        server = {
+            "server_names": ["b.test"],
+            "cert": str(pki["server.chain.pem"]),
+            "key": str(pki["server.key"]),
+            "client_ca": str(pki["root.crt"]),
+            "upstream": first.url.replace("http://", "tcp://"),
+            "policy": {"allow_ou": ["demo"]},
+        }
+        tcp = second.url.replace("http://", "tcp://")
+        config = config_for(*certs, tcp, {"allow_ou": ["demo"]}, server=[server])
+        with running_gateway(config) as gw:
+            for sni, path in (("b.test", b"/to-b"), ("localhost", b"/to-default")):
+                ctx = client_context(pki, "alice")
+                ctx.check_hostname = False  # one certificate serves both names here
+                sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+                with ctx.wrap_socket(sock, server_hostname=sni) as tls:
+                    tls.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+                    assert tls.recv(65536).startswith(b"HTTP/1.1 200")
+        seen = ([r.target for r in first.requests()], [r.target for r in second.requests()])
+        assert seen == (["/to-b"], ["/to-default"]), gw.log.getvalue()

@@ -179,7 +179,7 @@ class Connection(UpstreamOwner):
         self.decision = self.fixed.decision if self.fixed is not None else admission.decision
         self.header_block = admission.header_block
         if self.fixed is not None and self.fixed.route is not None:
-            self.use_address(self.fixed.route.upstream)
+            self.point_at(self.fixed.route.upstream)  # a server's own workload
         self.last_activity = self.loop.time()
         self.on_begin()
 
@@ -252,12 +252,16 @@ class Connection(UpstreamOwner):
             else:
                 link.discard()
             self.upstream, self.parked = None, False
+        self.point_at(address)
+        return True
+
+    def point_at(self, address: UpstreamAddress) -> None:
+        """Open links to `address` from now on (its pool, in HTTP mode)."""
         self.upstream_address = address
         upstreams = self.ctx.upstreams
         if upstreams is not None and self.ctx.pool is not None:  # HTTP mode: pooled links
             pool = upstreams.pool(address)
             self.pool = pool if pool.keepalive else None
-        return True
 
     def use_upstream(self) -> bool:
         """Have a link for the next request: our own, a parked one, or a new one.
