@@ -37,6 +37,7 @@ PURE = [
     "_config_keys.py",
     "_config_kinds.py",
     "_config_limits.py",
+    "_config_acme.py",
     "sites.py",
     # How the package __init__s load their shell names on first use.
     "_lazy.py",
@@ -75,6 +76,11 @@ PURE = [
     "gateway/grpc.py",
     "gateway/h2frames.py",
     "gateway/refusal_page.py",
+    "gateway/routing.py",
+    "gateway/sitebuild.py",
+    "gateway/answers.py",
+    "gateway/routed.py",
+    "gateway/h1answer.py",
     "client/trace.py",
     "client/observed.py",
     "client/render.py",
@@ -93,6 +99,11 @@ PURE = [
     "export/_finding.py",
     "export/_check_gateways.py",
     "export/_check_policies.py",
+    "export/_check_optional.py",
+    "export/_principals.py",
+    "export/_routes.py",
+    "export/_secrets.py",
+    "export/_servers.py",
 ]
 
 

@@ -25,8 +25,10 @@ def register(groups: Any) -> None:
         "render",
         help="render the Secret, Certificate, Gateway, APIRule and AuthorizationPolicy",
         description="Render the manifests that expose the workload behind this gateway "
-        "through a Kyma mTLS Gateway. Rules Istio cannot express are denied there and "
-        "named in a warning (stderr and YAML comments).",
+        "through a Kyma mTLS Gateway: routes become APIRule rules and DENY policy rules, "
+        'client_auth = "optional" an OPTIONAL_MUTUAL server, each [[server]] its own '
+        "Gateway server, Secrets, APIRule and policy. Rules Istio cannot express are denied "
+        "there and named in a warning (stderr and YAML comments).",
     )
     render.add_argument("--config", required=True, metavar="FILE", help="the gateway's TOML")
     render.add_argument("--domain", required=True, help="hosts are *.DOMAIN")
@@ -107,7 +109,14 @@ def _default_service(upstream: Any) -> tuple[str, int]:
 def cmd_render(args: argparse.Namespace) -> int:
     """kyma render."""
     from mtlskit.config import load_gateway_config, read_toml
-    from mtlskit.export import KymaInputs, KymaOptions, object_file_names, render_kyma, to_yaml
+    from mtlskit.export import (
+        KymaInputs,
+        KymaOptions,
+        ServerInputs,
+        object_file_names,
+        render_kyma,
+        to_yaml,
+    )
     from mtlskit.pki.files import OutputFile, read_file, write_files
 
     path = Path(args.config)
@@ -120,6 +129,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         client_ca_pem=read_file(config.tls.client_ca, "the client CA (tls.client_ca)"),
         server_chain_pem=read_file(config.tls.cert, "the server chain") if files else None,
         server_key_pem=read_file(config.tls.key, "the server key") if files else None,
+        servers=tuple(
+            ServerInputs(
+                client_ca_pem=read_file(s.client_ca, f"server[{i}]'s client CA (client_ca)"),
+                chain_pem=read_file(s.chain_path, f"server[{i}]'s chain (cert)"),
+                key_pem=read_file(s.key_path, f"server[{i}]'s key (key)"),
+            )
+            for i, s in enumerate(config.server, 1)
+        ),
     )
     options = KymaOptions(
         domain=args.domain,

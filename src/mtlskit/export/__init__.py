@@ -9,6 +9,7 @@ from mtlskit.export.kyma import (
     KymaExport,
     KymaInputs,
     KymaOptions,
+    ServerInputs,
     render_kyma,
 )
 from mtlskit.export.render import object_file_names, to_yaml
@@ -20,6 +21,7 @@ __all__ = [
     "KymaExport",
     "KymaInputs",
     "KymaOptions",
+    "ServerInputs",
     "check_manifests",
     "object_file_names",
     "render_kyma",

@@ -1,4 +1,4 @@
-"""kyma check, Gateways and APIRules: credentials, namespaces, modes, hosts, paths (pure)."""
+"""kyma check, Gateways and APIRules: credentials, namespaces, hosts, paths (pure)."""
 
 from __future__ import annotations
 
@@ -26,14 +26,11 @@ __all__ = [
     "credential_location",
     "host_not_covered",
     "mutual_without_credential",
-    "optional_mutual_noauth",
     "paths",
 ]
 
 _BRACES: Final = re.compile(r"\{\*\*?\}")
 _TERMINATING: Final = ("SIMPLE", *MUTUAL)
-# APIRule v1beta1 handlers that let a request through without checking anything
-_OPEN_HANDLERS: Final = ("no_auth", "allow", "noop")
 
 
 def _spec(obj: Obj) -> Mapping[str, Any]:
@@ -127,55 +124,6 @@ def credential_location(gateways: list[Obj], objs: list[Obj], namespace: str) ->
                     )
 
 
-def _on_server(hosts: tuple[str, ...], host: str) -> bool:
-    if "." not in host:  # a short host takes the Gateway's domain
-        return True
-    return any(h == "*" or dns_covers(h, host) for h in hosts)
-
-
-def _gateway_ref(apirule: Obj) -> str:
-    ref = str(_spec(apirule).get("gateway") or "")
-    if "/" in ref or "." not in ref:
-        return ref
-    name, _, rest = ref.partition(".")  # v1beta1 also took name.namespace.svc.cluster.local
-    return f"{rest.partition('.')[0]}/{name}"
-
-
-def _open_rules(apirule: Obj) -> Iterator[tuple[int, str]]:
-    for i, rule in enumerate(items(_spec(apirule).get("rules"))):
-        if rule.get("noAuth") is True:
-            yield i, "noAuth: true"
-        handlers = [str(a.get("handler")) for a in items(rule.get("accessStrategies"))]
-        if any(h in _OPEN_HANDLERS for h in handlers):
-            yield i, f"handler {next(h for h in handlers if h in _OPEN_HANDLERS)}"
-
-
-def optional_mutual_noauth(gateways: list[Obj], apirules: list[Obj]) -> Iterator[Finding]:
-    """APIRules whose open (noAuth) rules sit on an OPTIONAL_MUTUAL server."""
-    for gw in gateways:
-        optional = [s for s in tls_servers(gw) if s.mode == "OPTIONAL_MUTUAL"]
-        ref = f"{gw.namespace}/{gw.name}"
-        for rule_obj in (a for a in apirules if _gateway_ref(a) == ref):
-            hosts = [str(h) for h in _spec(rule_obj).get("hosts") or []]
-            if not any(_on_server(s.hosts, h) for s in optional for h in hosts):
-                continue
-            for i, how in _open_rules(rule_obj):
-                path = items(_spec(rule_obj).get("rules"))[i].get("path", "")
-                yield Finding(
-                    "optional-mutual-noauth",
-                    rule_obj.source,
-                    rule_obj.label,
-                    f"rules[{i}] (path {path!r}) is {how} on Gateway {ref}, whose server for "
-                    f"{', '.join(hosts)} is tls.mode OPTIONAL_MUTUAL",
-                    "OPTIONAL_MUTUAL asks for a client certificate but accepts a handshake "
-                    "without one, and noAuth checks nothing: anyone without a certificate gets "
-                    "in (the identity headers are then empty)",
-                    "set tls.mode: MUTUAL on the Gateway server, or protect these rules with "
-                    "jwt or extAuth instead of noAuth",
-                    severity="error",
-                )
-
-
 def _names_for(credential: str, objs: list[Obj]) -> list[str] | None:
     names: list[str] = []
     seen = False
@@ -212,6 +160,8 @@ def host_not_covered(objs: list[Obj]) -> Iterator[Finding]:
                 and (o.doc.get("spec") or {}).get("gateway") == f"{gw.namespace}/{gw.name}"
                 for h in (o.doc.get("spec") or {}).get("hosts") or []
                 if "." in str(h)  # a short host takes the Gateway's domain
+                # a host another server of this Gateway serves is that server's to cover
+                and any(s == "*" or dns_covers(s, str(h)) for s in hosts)
             ]
             for obj, host in [(gw, h) for h in hosts] + routed:
                 if host != "*" and any(dns_covers(n, host) for n in names):

@@ -15,9 +15,9 @@ from mtlskit.export._check_gateways import (
     credential_location,
     host_not_covered,
     mutual_without_credential,
-    optional_mutual_noauth,
     paths,
 )
+from mtlskit.export._check_optional import optional_mutual_no_principal, optional_mutual_noauth
 from mtlskit.export._check_policies import host_without_port
 from mtlskit.export._finding import SEVERITIES, Finding, Severity, failing
 from mtlskit.export._objects import (
@@ -47,7 +47,10 @@ CODES: Final = {
     "credential-not-found": "a credentialName has no Secret or Certificate in the files",
     "tls-outside-ingress-namespace": "a credential's Secret/Certificate is not in the "
     "ingress gateway's namespace",
-    "optional-mutual-noauth": "noAuth APIRule rules on an OPTIONAL_MUTUAL server",
+    "optional-mutual-noauth": "noAuth APIRule rules on an OPTIONAL_MUTUAL server that no DENY "
+    "policy requires a principal on",
+    "optional-mutual-no-principal": "an OPTIONAL_MUTUAL server with a host that no DENY "
+    "AuthorizationPolicy requires a principal for",
     "mutual-without-credential": "a MUTUAL server names no credentialName",
 }
 
@@ -256,6 +259,7 @@ def check_manifests(
     secrets = [o for o in objs if o.kind == "Secret"]
     gateways = [o for o in objs if o.kind == "Gateway"]
     apirules = [o for o in objs if o.kind == "APIRule"]
+    policies = [o for o in objs if o.kind == "AuthorizationPolicy"]
     cas = list(_client_cas(secrets))
     return [
         *_ca_in_server_secret(secrets),
@@ -265,7 +269,8 @@ def check_manifests(
         *_cacert_not_ca(cas),
         *_client_ca_serverauth(cas, secrets),
         *host_not_covered(objs),
-        *optional_mutual_noauth(gateways, apirules),
+        *optional_mutual_no_principal(gateways, apirules, policies),
+        *optional_mutual_noauth(gateways, apirules, policies),
         *paths(apirules),
-        *host_without_port([o for o in objs if o.kind == "AuthorizationPolicy"]),
+        *host_without_port(policies),
     ]

@@ -12,15 +12,17 @@ from typing import Any, Final, Literal
 
 from mtlskit.config import GatewayConfig
 from mtlskit.export._manifest import ExportWarning, meta
-from mtlskit.policy import AccessPolicy
+from mtlskit.export._routes import Route, deny_rules
 
 __all__ = [
     "INGRESS_NAMESPACE",
     "INGRESS_SELECTOR",
     "YAML_COMMENTS",
     "KeyPath",
+    "Mode",
     "authorization_policies",
     "gateway",
+    "gateway_server",
     "ingress_warnings",
     "workload_service",
 ]
@@ -66,43 +68,37 @@ YAML_COMMENTS: Final[Mapping[str, tuple[tuple[KeyPath, tuple[str, ...]], ...]]] 
 # to the workload (a gateway otherwise forwards HTTP/1.1 whatever the client spoke).
 # https://istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/
 AppProtocol = Literal["grpc", "http2"]
-_UNEXPRESSED: Final = {
-    "allow_cn": "the subject CN",
-    "allow_ou": "the subject OU",
-    "allow_dns": "a DNS SAN",
-}
+Mode = Literal["MUTUAL", "OPTIONAL_MUTUAL"]
 
 
-def gateway(
-    config: GatewayConfig, *, name: str, namespace: str, credential_name: str, domain: str
+def gateway_server(
+    *, port_name: str, mode: Mode, credential_name: str, min_version: str, hosts: Sequence[str]
 ) -> dict[str, Any]:
-    """The Istio Gateway serving `*.<domain>` on 443 with MUTUAL TLS from credential_name."""
+    """One `spec.servers[]` entry: HTTPS on 443, client certificates from credential_name.
+
+    Each server gets its own port name: Istio then gives each its own route table, so a
+    request on a connection made for one server's names never reaches another's routes
+    (it gets 404, where the local gateway answers 421).
+    """
+    return {
+        "port": {"number": 443, "name": port_name, "protocol": "HTTPS"},
+        "tls": {
+            "mode": mode,
+            "credentialName": credential_name,
+            "minProtocolVersion": _MIN_VERSION[min_version],
+        },
+        "hosts": list(hosts),
+    }
+
+
+def gateway(*, name: str, namespace: str, servers: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The Istio Gateway on the ingress gateway with these servers."""
     return {
         "apiVersion": "networking.istio.io/v1",
         "kind": "Gateway",
         "metadata": meta(name, namespace),
-        "spec": {
-            "selector": dict(INGRESS_SELECTOR),
-            "servers": [
-                {
-                    "port": {"number": 443, "name": "mtls", "protocol": "HTTPS"},
-                    "tls": {
-                        "mode": "MUTUAL",
-                        "credentialName": credential_name,
-                        "minProtocolVersion": _MIN_VERSION[config.tls.min_version],
-                    },
-                    "hosts": [f"*.{domain}"],
-                }
-            ],
-        },
+        "spec": {"selector": dict(INGRESS_SELECTOR), "servers": list(servers)},
     }
-
-
-def _principal(pattern: str) -> str | None:
-    """An exact spiffe:// URI as an Istio principal (Istio prepends spiffe:// itself)."""
-    if "*" in pattern or not pattern.lower().startswith("spiffe://"):
-        return None
-    return pattern[len("spiffe://") :]
 
 
 def _with_ports(hosts: Sequence[str]) -> list[str]:
@@ -110,78 +106,65 @@ def _with_ports(hosts: Sequence[str]) -> list[str]:
     return [form for host in hosts for form in (host, f"{host}:*")]
 
 
+def _scoped(rules: Sequence[dict[str, Any]], hosts: Sequence[str]) -> list[dict[str, Any]]:
+    """Each rule limited to the hosts: exact names by Host (with and without a port),
+    wildcard names by SNI, since a suffix `*.x` cannot carry `:*` (one `*` per entry) and
+    an SNI never has a port."""
+    exact = [h for h in hosts if not h.startswith("*")]
+    wild = [h for h in hosts if h.startswith("*")]
+    out: list[dict[str, Any]] = []
+    for rule in rules:
+        if exact:
+            scoped = {k: v for k, v in rule.items() if k != "to"}
+            scoped["to"] = [
+                {"operation": {"hosts": _with_ports(exact), **to["operation"]}} for to in rule["to"]
+            ]
+            out.append(scoped)
+        if wild:
+            sni = dict(rule)
+            sni["when"] = [{"key": "connection.sni", "values": wild}]
+            if not any(to["operation"] for to in rule["to"]):
+                del sni["to"]
+            out.append(sni)
+    return out
+
+
 def authorization_policies(
-    policy: AccessPolicy, *, name: str, host: str
+    routes: Sequence[Route], *, name: str, hosts: Sequence[str], optional: bool
 ) -> tuple[list[dict[str, Any]], list[ExportWarning]]:
-    """The AuthorizationPolicy that enforces `policy` for `host` at the ingress gateway.
+    """The AuthorizationPolicy that enforces a server's routes at the ingress gateway.
 
     Args:
-        policy: the gateway's allow rules.
+        routes: the server's routes (export._routes.site_routes), [policy] last.
         name: the AuthorizationPolicy's name.
-        host: the exposed host the rules apply to.
+        hosts: the exposed hosts the rules apply to.
+        optional: OPTIONAL_MUTUAL: callers without a certificate pass the handshake, so
+            every route that is not anonymous must require a principal.
 
     Returns:
-        (objects, warnings): no object for allow_all; one warning per rule Istio cannot
-        express, which the policy then denies.
+        (objects, warnings): no object when nothing is denied (allow_all with MUTUAL);
+        one warning per rule Istio cannot express, which the policy then denies.
     """
-    if policy.allow_all:
-        return [], []  # MUTUAL already admits exactly the clients the CA verifies
-    principals: list[str] = []
-    denied: list[str] = []
-    warnings: list[ExportWarning] = []
-    for key, why in _UNEXPRESSED.items():
-        for value in getattr(policy, key):
-            denied.append(f"policy.{key} = {value!r}")
-            warnings.append(
-                ExportWarning(
-                    f"policy.{key} = {value!r}",
-                    "cannot be expressed in Istio; the rendered AuthorizationPolicy denies "
-                    "these clients at the ingress gateway",
-                    f"an AuthorizationPolicy matches a client certificate only by its SPIFFE "
-                    f"URI SAN (source.principals), never by {why}",
-                    "give these clients a spiffe:// URI SAN and allow it with allow_uri, or "
-                    "keep mtlskit gateway in the path to enforce this rule",
-                )
-            )
-    for pattern in policy.allow_uri:
-        principal = _principal(pattern)
-        if principal is not None:
-            principals.append(principal)
-            continue
-        denied.append(f"policy.allow_uri = {pattern!r}")
-        warnings.append(
-            ExportWarning(
-                f"policy.allow_uri = {pattern!r}",
-                "cannot be expressed exactly in Istio; the rendered AuthorizationPolicy "
-                "denies these clients at the ingress gateway",
-                "Istio principals are exact spiffe:// IDs with at most a leading or trailing "
-                "'*' matching any characters, not whole path segments",
-                "list the exact spiffe:// IDs in allow_uri, or keep mtlskit gateway in the path",
-            )
-        )
+    rules, denied, warnings = deny_rules(routes, optional=optional)
+    if not rules:
+        return [], warnings  # MUTUAL already admits exactly the clients the CA verifies
     # DENY, not ALLOW: an ALLOW policy on the shared ingress gateway would deny every
-    # other host it serves. Deny this host to every client that no expressible rule admits,
-    # with and without a port in the Host header, or the port form slips past the DENY.
-    rule: dict[str, Any] = {}
-    if principals:
-        rule["from"] = [{"source": {"notPrincipals": principals}}]
-    rule["to"] = [{"operation": {"hosts": _with_ports([host])}}]
+    # other host it serves. Deny these hosts to every client that no expressible rule
+    # admits, with and without a port in the Host header, or the port form slips past.
     metadata = meta(name, INGRESS_NAMESPACE)
     if denied:
         metadata["annotations"] = {"mtlskit.dev/rules-not-expressed": "; ".join(denied)}
-    policies = [
-        {
-            "apiVersion": "security.istio.io/v1",
-            "kind": "AuthorizationPolicy",
-            "metadata": metadata,
-            "spec": {
-                "selector": {"matchLabels": dict(INGRESS_SELECTOR)},
-                "action": "DENY",
-                "rules": [rule],
-            },
-        }
-    ]
-    return policies, warnings
+    policy = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": metadata,
+        "spec": {
+            "selector": {"matchLabels": dict(INGRESS_SELECTOR)},
+            "action": "DENY",
+            "rules": _scoped(rules, hosts),
+        },
+    }
+    return [policy], warnings
 
 
 def ingress_warnings(config: GatewayConfig, *, credential_name: str) -> list[ExportWarning]:

@@ -7,27 +7,28 @@ the Kyma and Gardener ones (APIRule, Certificate, DNSEntry) and the secrets.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from cryptography import x509
-
 from mtlskit.config import GatewayConfig
-from mtlskit.errors import CertificateLoadError, ExportError
+from mtlskit.errors import ExportError
 from mtlskit.export._certs import dns_covers, is_ca
-from mtlskit.export._manifest import ExportWarning, b64, meta
+from mtlskit.export._manifest import ExportWarning, meta
+from mtlskit.export._routes import Route, apirule_rules, site_routes
+from mtlskit.export._secrets import cacert_secret, cover_warnings, tls_secret
+from mtlskit.export._servers import ServerInputs, anonymous_paths, apirule, render_servers
 from mtlskit.export.istio import (
     INGRESS_NAMESPACE,
     YAML_COMMENTS,
     AppProtocol,
     KeyPath,
+    Mode,
     authorization_policies,
     gateway,
+    gateway_server,
     ingress_warnings,
     workload_service,
 )
-from mtlskit.pki.pem import certs_to_pem, load_certificates
 
 __all__ = [
     "INGRESS_NAMESPACE",
@@ -38,6 +39,7 @@ __all__ = [
     "KymaExport",
     "KymaInputs",
     "KymaOptions",
+    "ServerInputs",
     "dns_covers",
     "is_ca",
     "render_kyma",
@@ -97,11 +99,13 @@ class KymaInputs:
         client_ca_pem: the gateway's client_ca file: the roots clients must chain to.
         server_chain_pem: the gateway's cert file (leaf then intermediates), for "files".
         server_key_pem: the gateway's key file, for "files".
+        servers: each `[[server]]`'s files, in the config's order.
     """
 
     client_ca_pem: bytes
     server_chain_pem: bytes | None = None
     server_key_pem: bytes | None = field(default=None, repr=False)
+    servers: tuple[ServerInputs, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +138,6 @@ def _check_options(opts: KymaOptions) -> None:
         )
 
 
-def _client_ca(pem: bytes) -> list[x509.Certificate]:
-    try:
-        certs = load_certificates(pem, "tls.client_ca")
-    except CertificateLoadError as exc:
-        raise ExportError(exc.message, exc.hint) from exc
-    for cert in certs:
-        if not is_ca(cert):
-            raise ExportError(
-                f"tls.client_ca holds {cert.subject.rfc4514_string()!r}, which is not a CA",
-                "the -cacert secret must hold the CA that issues client certificates, not a leaf",
-            )
-    return certs
-
-
 def _server_objects(
     opts: KymaOptions, inputs: KymaInputs, warnings: list[ExportWarning]
 ) -> dict[str, Any]:
@@ -165,56 +155,14 @@ def _server_objects(
         }
     if inputs.server_chain_pem is None or inputs.server_key_pem is None:
         raise ExportError("--server-cert files needs tls.cert and tls.key", "set both in [tls]")
-    try:
-        leaf = load_certificates(inputs.server_chain_pem, "tls.cert")[0]
-    except CertificateLoadError as exc:
-        raise ExportError(exc.message, exc.hint) from exc
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = san.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        names = []
-    for host in (wildcard, opts.fqdn):
-        if not any(dns_covers(n, host) for n in names):
-            warnings.append(
-                ExportWarning(
-                    f"tls.cert ({', '.join(names) or 'no DNS name'})",
-                    f"is exported but does not cover {host}",
-                    "clients check the server's name against its certificate",
-                    f"issue a server certificate for {wildcard}, or use --server-cert acme",
-                )
-            )
-            break
-    # Never ca.crt here: Istio would validate clients with it and ignore <name>-cacert
-    # (istio/istio#29856).
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": meta(opts.credential_name, INGRESS_NAMESPACE),
-        "type": "kubernetes.io/tls",
-        "data": {"tls.crt": b64(inputs.server_chain_pem), "tls.key": b64(inputs.server_key_pem)},
-    }
-
-
-def _apirule(config: GatewayConfig, opts: KymaOptions) -> dict[str, Any]:
-    rule: dict[str, Any] = {
-        "path": "/{**}",  # APIRule v2: every path; the old "/.*" and "/*" are gone
-        "methods": ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
-        "noAuth": True,  # the client certificate is the authentication (Gateway MUTUAL)
-    }
-    if config.headers:
-        rule["request"] = {"headers": dict(config.headers)}
-    return {
-        "apiVersion": "gateway.kyma-project.io/v2",
-        "kind": "APIRule",
-        "metadata": meta(opts.service, opts.namespace),
-        "spec": {
-            "gateway": f"{opts.namespace}/{opts.gateway_name}",
-            "hosts": [opts.fqdn],
-            "service": {"name": opts.service, "port": opts.service_port},
-            "rules": [rule],
-        },
-    }
+    warnings += cover_warnings(
+        inputs.server_chain_pem,
+        (wildcard, opts.fqdn),
+        subject="tls.cert",
+        key="tls.cert",
+        fix=f"issue a server certificate for {wildcard}, or use --server-cert acme",
+    )
+    return tls_secret(opts.credential_name, inputs.server_chain_pem, inputs.server_key_pem)
 
 
 def _service(config: GatewayConfig, opts: KymaOptions) -> list[dict[str, Any]]:
@@ -237,16 +185,63 @@ def _service(config: GatewayConfig, opts: KymaOptions) -> list[dict[str, Any]]:
     ]
 
 
+def _site_warnings(config: GatewayConfig) -> list[ExportWarning]:
+    """What the cluster does differently with routes and optional client certificates."""
+    warnings: list[ExportWarning] = []
+    modes = [
+        config.tls.client_auth,
+        *(s.client_auth or config.tls.client_auth for s in config.server),
+    ]
+    if "optional" in modes:
+        warnings.append(
+            ExportWarning(
+                "client_auth = 'optional'",
+                "a caller without a certificate on a route that needs one gets Istio's 403 "
+                "'RBAC: access denied', not the gateway's 401 page",
+                "the ingress gateway answers a DENY policy with its own fixed 403",
+                "keep mtlskit gateway in the path for the pages that explain the refusal",
+            )
+        )
+        if config.tls.verify_optional == "explain":
+            warnings.append(
+                ExportWarning(
+                    "tls.verify_optional = 'explain'",
+                    "a certificate that does not verify is refused at the handshake",
+                    "OPTIONAL_MUTUAL verifies every certificate a client presents",
+                    "keep mtlskit gateway in the path for the explaining page",
+                )
+            )
+    if config.route or any(s.route for s in config.server):
+        warnings.append(
+            ExportWarning(
+                "route paths",
+                "are matched after Istio's path normalisation, which by default (BASE) "
+                "resolves '.' and '..' but keeps '//', so '//admin/x' matches no '/admin/{**}'",
+                "the gateway matches '//admin/x' as '/admin/x'; in the cluster it falls to a "
+                "later route (or to the paths no route takes, which are denied)",
+                "set meshConfig.pathNormalization.normalization: MERGE_SLASHES in Istio",
+            )
+        )
+    return warnings
+
+
+def _mode(optional: bool) -> Mode:
+    return "OPTIONAL_MUTUAL" if optional else "MUTUAL"
+
+
 def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs) -> KymaExport:
     """Build the manifests of Kyma's "Configure an mTLS Gateway" for this gateway.
 
     In apply order: the client CA Secret `<credential>-cacert` (key `cacert`), the server
-    certificate (Gardener Certificate or a kubernetes.io/tls Secret), an optional DNSEntry,
-    the Istio Gateway (MUTUAL), for an h2c upstream the workload's Service port (named and
-    with appProtocol `grpc` or `http2`, so that Envoy speaks HTTP/2 to the workload), the
-    APIRule v2 carrying the gateway's [headers], and an AuthorizationPolicy for the allow
-    rules, matching the host as `name` and `name:*`. Rules Istio cannot express are denied
-    at the gateway (fail closed) and each one is named in a warning.
+    certificate (Gardener Certificate or a kubernetes.io/tls Secret), each [[server]]'s
+    two Secrets, an optional DNSEntry, the Istio Gateway (MUTUAL, or OPTIONAL_MUTUAL for
+    `client_auth = "optional"`; one server per [[server]]), for an h2c upstream the
+    workload's Service port (named and with appProtocol `grpc` or `http2`, so that Envoy
+    speaks HTTP/2 to the workload), the APIRule v2 (one rule per route path, carrying the
+    [headers]) and an AuthorizationPolicy for the allow rules, matching the host as `name`
+    and `name:*`; then each [[server]]'s APIRule and AuthorizationPolicy. Rules Istio
+    cannot express are denied at the gateway (fail closed) and each one is named in a
+    warning; so are the paths no route takes.
 
     Raises:
         ExportError: a bad option, or a client CA that is not a CA.
@@ -258,17 +253,20 @@ def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs)
             "render an HTTP gateway, or expose the TCP service with your own Istio Gateway",
         )
     warnings: list[ExportWarning] = []
-    cas = _client_ca(inputs.client_ca_pem)
+    service = (options.service, options.service_port)
     objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": meta(f"{options.credential_name}-cacert", INGRESS_NAMESPACE),
-            "type": "Opaque",
-            "data": {"cacert": b64(_pem(cas, inputs.client_ca_pem))},
-        },
+        cacert_secret(options.credential_name, inputs.client_ca_pem, "tls.client_ca"),
         _server_objects(options, inputs, warnings),
     ]
+    sites = render_servers(
+        config,
+        inputs.servers,
+        namespace=options.namespace,
+        gateway_name=options.gateway_name,
+        credential_name=options.credential_name,
+        service=service,
+    )
+    objects += sites.secrets
     if options.dns_target:
         entry = meta(f"{options.gateway_name}-dns", options.namespace)
         entry["annotations"] = {"dns.gardener.cloud/class": "garden"}
@@ -284,26 +282,38 @@ def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs)
                 },
             }
         )
-    istio_gateway = gateway(
-        config,
-        name=options.gateway_name,
-        namespace=options.namespace,
+    optional = config.tls.client_auth == "optional"
+    top = gateway_server(
+        port_name="mtls",
+        mode=_mode(optional),
         credential_name=options.credential_name,
-        domain=options.domain,
+        min_version=config.tls.min_version,
+        hosts=[f"*.{options.domain}"],
     )
-    policies, not_expressed = authorization_policies(
-        config.policy,
+    istio_gateway = gateway(
+        name=options.gateway_name, namespace=options.namespace, servers=[top, *sites.servers]
+    )
+    routes: list[Route] = site_routes(config.route, config.policy, where="")
+    rules, said = apirule_rules(routes, headers=config.headers, service=service)
+    warnings += said
+    policies, said = authorization_policies(
+        routes,
         name=f"{options.gateway_name}-{options.service}-clients",
-        host=options.fqdn,
+        hosts=[options.fqdn],
+        optional=optional,
     )
-    objects += [istio_gateway, *_service(config, options), _apirule(config, options), *policies]
-    warnings += not_expressed
+    warnings += said
+    top_rule = apirule(
+        options.service,
+        namespace=options.namespace,
+        gateway=f"{options.namespace}/{options.gateway_name}",
+        hosts=[options.fqdn],
+        service=service,
+        rules=rules,
+        anonymous=anonymous_paths(routes),
+    )
+    objects += [istio_gateway, *_service(config, options), top_rule, *policies, *sites.routing]
+    warnings += sites.warnings
     warnings += ingress_warnings(config, credential_name=options.credential_name)
+    warnings += _site_warnings(config)
     return KymaExport(tuple(objects), tuple(warnings))
-
-
-def _pem(certs: Sequence[x509.Certificate], original: bytes) -> bytes:
-    """The client CA file as given when it is PEM (byte for byte), else re-encoded."""
-    if original.lstrip().startswith(b"-----BEGIN"):
-        return original
-    return certs_to_pem(certs)

@@ -20,6 +20,10 @@ class _Dumper(yaml.SafeDumper):
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)
 
+    def ignore_aliases(self, data: Any) -> bool:
+        """Never `&id001`/`*id001`: a list shared by two rules is written out twice."""
+        return True
+
 
 def _key_marks(node: yaml.Node, path: KeyPath) -> Iterator[yaml.Mark]:
     """Where each key that path reaches starts in a composed document."""
@@ -49,9 +53,10 @@ def _with_comments(text: str, kind: str) -> str:
         return text
     above: dict[int, list[str]] = {}
     for path, comment in comments:
-        for mark in _key_marks(root, path):
+        for mark in _key_marks(root, path):  # once per document, above the first such key
             indent = " " * mark.column
             above.setdefault(mark.line, []).extend(f"{indent}# {c}\n" for c in comment)
+            break
     lines = text.splitlines(keepends=True)
     return "".join("".join(above.get(i, [])) + line for i, line in enumerate(lines))
 
@@ -71,8 +76,9 @@ def _comments(warnings: Iterable[ExportWarning]) -> list[str]:
 def to_yaml(objects: Sequence[dict[str, Any]], warnings: Sequence[ExportWarning] = ()) -> str:
     """One YAML stream: a header (with every warning as a comment), then `---` documents.
 
-    Keys keep the order they were built in, so the output is stable for golden files. Keys
-    that YAML_COMMENTS explains (the AuthorizationPolicy's hosts) get their comment above.
+    Keys keep the order they were built in, so the output is stable for golden files. The
+    first key that YAML_COMMENTS explains (an AuthorizationPolicy's hosts) in each document
+    gets the comment above it.
     """
     head = "\n".join([HEADER, *_comments(warnings)]) + "\n"
     return head + "".join(f"---\n{_document(obj)}" for obj in objects)
