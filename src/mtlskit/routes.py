@@ -7,7 +7,8 @@ The path a rule sees is the path the workload will act on, so that `/admin/../pu
   would turn one segment into two, which the workload may not do);
 - `.` and `..` segments are resolved (RFC 3986 5.2.4), `//` runs become one `/`;
 - the query is not part of the path; a target that is not a path (no leading `/`) or
-  holds a control character, a bad escape or an escaped NUL is refused (400).
+  holds a control character, a bad escape or an escaped NUL is refused (400), and so is
+  one with a dot segment a workload may see but the rules would not (`..;`, `..%2F`).
 
 Patterns are Kyma APIRule v2's (and Istio's path templates): an exact path, `{*}` for one
 whole segment, `{**}` for any number of segments as the last one (`/admin/{**}` also
@@ -52,6 +53,23 @@ def _decode_unreserved(path: str) -> str | None:
     return "".join(out)
 
 
+def _hidden_dot_segment(path: str) -> bool:
+    """A `..` or `.` that a workload could see and the rules would not: refused (400).
+
+    `/public/..;/admin` is `/admin` to servlet containers (`;` starts path parameters);
+    `/public/..%2Fadmin` and `..%5C` are `/admin` to servers that decode slashes before
+    resolving dots. Envoy and nginx offer to reject such paths; here they always are.
+    """
+    for segment in path.split("/"):
+        if segment.split(";", 1)[0] in (".", "..") and ";" in segment:
+            return True
+    upper = path.upper()
+    if "%2F" in upper or "%5C" in upper or "\\" in path:
+        unescaped = upper.replace("%2F", "/").replace("%5C", "/").replace("\\", "/")
+        return any(part.split(";", 1)[0] in (".", "..") for part in unescaped.split("/"))
+    return False
+
+
 def normalise_path(target: str) -> str | None:
     """The path of a request target as rules see it, or None when it is not a valid path.
 
@@ -66,7 +84,7 @@ def normalise_path(target: str) -> str | None:
     if not path.startswith("/") or any(ord(c) < 0x21 or ord(c) == 0x7F for c in path):
         return None
     decoded = _decode_unreserved(path)
-    if decoded is None:
+    if decoded is None or _hidden_dot_segment(decoded):
         return None
     segments: list[str] = []
     parts = decoded.split("/")[1:]

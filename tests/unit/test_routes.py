@@ -103,3 +103,17 @@ def test_first_match_wins_in_file_order_and_methods_are_exact() -> None:
 def test_a_bad_method_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         RouteTable([(["/x"], ["GE T"])])
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/public/..;/admin", "/public/..%2Fadmin", "/x/%2e%2e%2fadmin", "/p/..%5cadmin", "/a\\..\\b"],
+)
+def test_a_dot_segment_only_a_workload_would_see_is_refused(target: str) -> None:
+    """Servlet `..;` and decoded-slash `..%2F` tricks are 400, never a path for the rules."""
+    assert normalise_path(target) is None
+
+
+def test_escaped_slashes_without_dots_stay_one_segment() -> None:
+    assert normalise_path("/public/a%2Fb") == "/public/a%2Fb"
+    assert normalise_path("/a;b/c") == "/a;b/c"

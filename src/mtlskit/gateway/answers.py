@@ -8,24 +8,13 @@ every other answer of the gateway (gateway.replies).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
 
 from mtlskit.gateway.refusal_page import Refusal, negotiate, render
 from mtlskit.gateway.replies import REFUSALS, reply_body
 from mtlskit.gateway.routing import Caller, Verdict
 from mtlskit.identity import PeerIdentity
 
-__all__ = ["CODES", "Answer", "answer", "http1_bytes"]
-
-# The gateway.replies code (metric label of mtlskit_refused_total) of each routing answer.
-CODES: Final = {
-    400: "bad_path",
-    401: "unauthenticated",
-    403: "denied",
-    404: "no_route",
-    405: "method_not_allowed",
-    421: "misdirected",
-}
+__all__ = ["Answer", "answer", "http1_bytes"]
 
 Answer = tuple[int, list[tuple[str, str]], bytes]  # status, response fields, body
 
@@ -74,7 +63,7 @@ def answer(
         if kind == "grpc":
             return 200, [("content-type", "application/grpc"), *fields], body
         return status, fields, body
-    reply = REFUSALS[CODES[status]]
+    reply = REFUSALS[verdict.result]
     body = reply_body(reply, verdict.decision.reason)
     fields = [("content-type", "text/plain; charset=utf-8")]
     if status == 405:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from mtlskit.gateway.answers import CODES, http1_bytes
+from mtlskit.gateway.answers import http1_bytes
 from mtlskit.gateway.replies import REFUSALS, reply_body, reply_bytes
 from mtlskit.gateway.routed import refusal
 from mtlskit.gateway.routing import Verdict
@@ -12,7 +13,7 @@ from mtlskit.gateway.routing import Verdict
 if TYPE_CHECKING:
     from mtlskit.gateway.http import HTTPConnection
 
-__all__ = ["write_refusal", "write_reply"]
+__all__ = ["answer_request", "refuse_request", "write_refusal", "write_reply"]
 
 
 def write_reply(conn: HTTPConnection, code: str, message: str) -> None:
@@ -38,23 +39,70 @@ def write_reply(conn: HTTPConnection, code: str, message: str) -> None:
     conn.close()
 
 
-def write_refusal(
-    conn: HTTPConnection, verdict: Verdict, fields: list[tuple[bytes, bytes]]
-) -> None:
-    """Answer a request its route refused (401/403 page, 400/404/405/421 text) and close."""
-    if conn.closing or conn.transport is None:
-        return
-    status, head, body = refusal(conn, verdict, fields, grpc_ok=False)
-    code = CODES[verdict.status]
-    conn.ctx.metrics.refused.labels(code).inc()
-    method, target = b"-", b"-"
+def answer_request(conn: HTTPConnection, send: Callable[[], None]) -> None:
+    """Answer the request just parsed: now, or once the answers due for earlier ones are out.
+
+    HTTP/1.1 answers go in request order (RFC 9112 9.3): behind pipelined requests still
+    with the workload, our answer waits; nothing after the refused request is read.
+    """
+    conn.discard = True
     if conn.requests:
-        method, target = conn.requests.popleft()[:2]
-    if status in (401, 403):
-        conn.deny(method, target, len(body), status=status, verdict=verdict)
-    else:
-        note = verdict.decision.reason
-        conn.ctx.access(conn, method, target, status, len(body), 0.0, note, verdict=verdict)
-    phrase = REFUSALS[code].status.phrase
-    conn.transport.write(http1_bytes(status, phrase, head, body))
-    conn.close()
+        conn.deferred = send
+        if conn.transport is not None:
+            conn.transport.pause_reading()
+        return
+    send()
+
+
+def refuse_request(
+    conn: HTTPConnection,
+    method: bytes,
+    target: bytes,
+    verdict: Verdict | None,
+    code: str,
+    message: str,
+) -> None:
+    """Answer the request just parsed with a plain-text reply, in order, and close."""
+    reply = REFUSALS[code]
+    body = reply_body(reply, message)
+
+    def send() -> None:
+        if conn.closing or conn.transport is None:
+            return
+        conn.ctx.metrics.refused.labels(code).inc()
+        if code == "denied":
+            conn.deny(method, target, len(body), verdict=verdict)
+        else:
+            status = reply.status.value
+            conn.ctx.access(conn, method, target, status, len(body), 0.0, message, verdict=verdict)
+        conn.transport.write(reply_bytes(reply, body=body))
+        conn.close()
+
+    answer_request(conn, send)
+
+
+def write_refusal(
+    conn: HTTPConnection,
+    method: bytes,
+    target: bytes,
+    verdict: Verdict,
+    fields: list[tuple[bytes, bytes]],
+) -> None:
+    """Answer a request its route refused (401/403 page, 400/404/405/421 text), in order."""
+    status, head, body = refusal(conn, verdict, fields, grpc_ok=False)
+    code = verdict.result
+
+    def send() -> None:
+        if conn.closing or conn.transport is None:
+            return
+        conn.ctx.metrics.refused.labels(code).inc()
+        if status in (401, 403):
+            conn.deny(method, target, len(body), status=status, verdict=verdict)
+        else:
+            note = verdict.decision.reason
+            conn.ctx.access(conn, method, target, status, len(body), 0.0, note, verdict=verdict)
+        phrase = REFUSALS[code].status.phrase
+        conn.transport.write(http1_bytes(status, phrase, head, body))
+        conn.close()
+
+    answer_request(conn, send)

@@ -21,7 +21,6 @@ from h2.exceptions import H2Error
 
 from mtlskit.gateway import grpc
 from mtlskit.gateway.access import H2
-from mtlskit.gateway.answers import CODES
 from mtlskit.gateway.h2head import H2Request
 from mtlskit.gateway.head import Refusal, trailer_fields
 from mtlskit.gateway.replies import REFUSALS, reply_body
@@ -102,7 +101,7 @@ class H2Stream:
     def refuse(self, verdict: Verdict, fields: Fields) -> None:
         """Answer a request its route refused (401/403 page or gRPC status, 400-421 text)."""
         status, head, body = refusal(self.conn, verdict, fields, grpc_ok=True)
-        self.conn.ctx.metrics.refused.labels(CODES[verdict.status]).inc()
+        self.conn.ctx.metrics.refused.labels(verdict.result).inc()
         out = [(b":status", b"%d" % status)]
         out += [(n.encode(), v.encode("latin-1")) for n, v in head]
         if body:

@@ -1,20 +1,20 @@
 """HTTP/1.1 mode: parse each request, route it (gateway.routed), filter its head, relay it.
 
-Every byte from the client goes through the parser: requests are re-framed from what
-httptools parsed, trailers stay with their request, and an Upgrade becomes a tunnel only
-after the workload's 101 (the bytes behind it are held back until then). Responses go back
-as a byte pipe on a pooled upstream link, watched by a second parser (status, size, 101).
+Every client byte goes through the parser: requests are re-framed from what httptools
+parsed, trailers stay with their request, an Upgrade becomes a tunnel only after the 101.
+Responses go back as a byte pipe on a pooled link, watched by a second parser.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import httptools
 
 from mtlskit.gateway.connection import Connection
-from mtlskit.gateway.h1answer import write_refusal, write_reply
+from mtlskit.gateway.h1answer import refuse_request, write_refusal, write_reply
 from mtlskit.gateway.head import HeadContext, Refusal, filter_trailers, rewrite_request_head
 from mtlskit.gateway.routed import field, route_head, route_request
 from mtlskit.gateway.watcher import QuietWatcher, ResponseWatcher
@@ -58,6 +58,7 @@ class HTTPConnection(Connection):
         self.upgrading = False  # the request being parsed is an upgrade the workload may take
         self.last_request = False  # the client said Connection: close (RFC 9112 9.6)
         self.discard = False  # parse, forward nothing more (after a refusal or the last request)
+        self.deferred: Callable[[], None] | None = None  # our answer, due after those in flight
         self.in_response = False  # the workload has started an answer not yet complete
         # (method, target, start time, verdict) of requests sent upstream, oldest first.
         self.requests: deque[tuple[bytes, bytes, float, Any]] = deque()
@@ -139,23 +140,22 @@ class HTTPConnection(Connection):
         parser = self.parser
         method: bytes = parser.get_method()
         if size > self.max_head:
-            self.reply("head_too_large", "the request head is too large")
+            refuse_request(self, method, target, None, "head_too_large", "the head is too large")
             return
         verdict = self.fixed
         if verdict is None or self.site_checks_host:
             verdict = route_request(self, method, target, field(headers, b"host"))
         route = verdict.route
         if verdict.status or route is None:
-            self.discard = True
-            self.requests.append((method, target, self.loop.time(), verdict))
-            write_refusal(self, verdict, headers)  # counted and logged with route and rule
+            write_refusal(self, method, target, verdict, headers)  # logged with route, rule
             return
         if method == b"CONNECT":
-            self.reply("connect", "CONNECT is not supported: this is a reverse proxy")
+            why = "CONNECT is not supported: this is a reverse proxy"
+            refuse_request(self, method, target, verdict, "connect", why)
             return
         if route.h2c:  # no HTTP/1.1 -> h2c translation (yet)
-            self.requests.append((method, target, self.loop.time(), verdict))
-            self.reply("upstream_unreachable", "the upstream speaks h2c only: use HTTP/2")
+            why = "the upstream speaks h2c only: use HTTP/2"
+            refuse_request(self, method, target, verdict, "upstream_unreachable", why)
             return
         if not self.use_address(route.upstream):
             # Pipelined behind requests to another workload: close after their answers
@@ -164,8 +164,8 @@ class HTTPConnection(Connection):
             return
         head_ctx = self.head_ctx if route is self.default_route else route_head(self, route)
         if head_ctx is None:
-            self.requests.append((method, target, self.loop.time(), verdict))
-            self.reply("denied", "the client certificate's values cannot travel in a header")
+            why = "the client certificate's values cannot travel in a header"
+            refuse_request(self, method, target, verdict, "denied", why)
             return
         head = rewrite_request_head(
             method,
@@ -177,8 +177,7 @@ class HTTPConnection(Connection):
             ctx=head_ctx,
         )
         if isinstance(head, Refusal):
-            self.requests.append((method, target, self.loop.time(), verdict))
-            self.reply(head.code, head.message)
+            refuse_request(self, method, target, verdict, head.code, head.message)
             return
         self.chunked = head.chunked
         self.named = head.named
@@ -259,7 +258,9 @@ class HTTPConnection(Connection):
             self.ctx.access(self, method, target, status, size, now - started, verdict=verdict)
         else:
             self.ctx.metrics.response(status)
-        if not self.requests:
+        if not self.requests and self.deferred is not None:
+            self.deferred()  # our answer to a request pipelined behind this one
+        elif not self.requests:
             # The client asked for this to be its last response, or the gateway stops.
             ending = (self.last_request or self.draining) and not self.in_body
             if self.held is not None and not ending:

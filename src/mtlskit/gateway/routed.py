@@ -7,8 +7,9 @@ identity header block for the route that takes the request.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from mtlskit.gateway.answers import Answer, answer
 from mtlskit.gateway.head import HeadContext
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["field", "header_block", "refusal", "route_head", "route_request"]
 
 Fields = Sequence[tuple[bytes, bytes]]
+_HOST: Final = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 def field(fields: Fields, name: bytes) -> str:
@@ -45,7 +47,12 @@ def route_request(conn: Connection, method: bytes, target: bytes, host: str) -> 
         )
         authority = rest[:end].rpartition(b"@")[2]  # userinfo is not part of the host
         host, target = authority.decode("latin-1"), b"/" + rest[end:].lstrip(b"/")
-    if site.checks_host and host and site.misdirected(host):
+    if site.checks_host and host and not _HOST.fullmatch(host):
+        # With several sites a Host that is not host[:port] (userinfo, a list, spaces)
+        # could name one site here and another in the workload's URL parser.
+        reason = f"the Host {host[:100]!r} is not a host name with an optional port"
+        verdict = Verdict(400, "bad_host", None, Decision(False, "bad_host", reason))
+    elif site.checks_host and host and site.misdirected(host):
         reason = (
             f"this connection was opened for server {state.name!r}, not for {host[:100]!r}: "
             "open a new connection with that name as SNI"

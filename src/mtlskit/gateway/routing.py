@@ -71,7 +71,8 @@ class Verdict:
 
     Attributes:
         status: 0 to forward on `route`, else the status the gateway answers itself.
-        result: the `result` label of mtlskit_route_requests_total.
+        result: the `result` label of mtlskit_route_requests_total; for a refusal also
+            the gateway.replies code of the answer (denied, no_route, misdirected, ...).
         route: the route that decided (None for 400/404/421).
         decision: the rule that allowed, or the denial's rule and reason (for the log and
             the refusal page).
