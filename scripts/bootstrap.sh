@@ -17,6 +17,10 @@ if [ "${1:-}" = test ]; then
   { command -v pebble && command -v pebble-challtestsrv; } >/dev/null || need+=(pebble)
   # nghttp (nghttp2's client, which can present a client certificate) for the HTTP/2 tests
   command -v nghttp >/dev/null || need+=(nghttp2-client)
+  # a real PostgreSQL server (initdb, pg_ctl, postgres; Debian keeps them off PATH) for the
+  # CA database tests in tests/pki, which start their own throwaway server
+  { command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl; } >/dev/null 2>&1 \
+    || need+=(postgresql)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -45,6 +45,7 @@ def _lines(info: CertificateInfo) -> list[str]:
         ("basic", bc),
         ("key usage", ", ".join(info.key_usage) or "absent"),
         ("ext usage", ", ".join(info.extended_key_usage) or "absent (any)"),
+        ("CRL", ", ".join(info.crl_urls) or "no distribution point"),
         ("serial", info.serial),
         ("sha256", info.fingerprint_sha256),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -15,7 +16,14 @@ from mtlskit.errors import IssuanceError
 from mtlskit.pki.keys import PrivateKey, PublicKey, signing_hash
 from mtlskit.pki.profiles import Profile
 
-__all__ = ["BACKDATE", "Validity", "build_certificate", "make_name", "plan_validity"]
+__all__ = [
+    "BACKDATE",
+    "Validity",
+    "build_certificate",
+    "crl_distribution_points",
+    "make_name",
+    "plan_validity",
+]
 
 # Start validity a little in the past so a peer whose clock runs slightly behind still
 # accepts a certificate issued a moment ago (step-ca and cfssl do the same).
@@ -103,6 +111,29 @@ def make_name(
     return x509.Name(attrs)
 
 
+def crl_distribution_points(urls: Sequence[str]) -> x509.CRLDistributionPoints:
+    """One distribution point naming every URL (mirrors of the same CRL, RFC 5280 4.2.1.13).
+
+    Raises:
+        IssuanceError: a URL that is not http:// or https:// with a host.
+    """
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise IssuanceError(
+                f"--crl-url {url!r} is not an http:// URL with a host",
+                "give the URL peers fetch the CRL from, e.g. http://ca.example.com/crl "
+                "(plain HTTP is usual: the CRL is signed)",
+            )
+    point = x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(u) for u in urls],
+        relative_name=None,
+        reasons=None,
+        crl_issuer=None,
+    )
+    return x509.CRLDistributionPoints([point])
+
+
 def _key_usage(bits: frozenset[str]) -> x509.KeyUsage:
     values = {field: field in bits for field in _KEY_USAGE_FIELDS}
     return x509.KeyUsage(**values)
@@ -118,6 +149,7 @@ def build_certificate(
     validity: Validity,
     serial: int,
     sans: Sequence[x509.GeneralName] = (),
+    crl_urls: Sequence[str] = (),
 ) -> x509.Certificate:
     """Sign a certificate whose extensions come from the profile alone.
 
@@ -130,6 +162,8 @@ def build_certificate(
         validity: from plan_validity().
         serial: a unique positive serial of at least 64 random bits.
         sans: subjectAltName entries (required by leaf profiles).
+        crl_urls: where the issuer publishes its CRL: a CRL Distribution Points
+            extension for leaves (CA certificates are left without one).
 
     Raises:
         IssuanceError: the profile needs a SAN and none was given.
@@ -171,4 +205,6 @@ def build_certificate(
     if sans:
         # RFC 5280 4.2.1.6: critical only when the subject is empty; ours never is.
         builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    if crl_urls and not profile.is_ca:
+        builder = builder.add_extension(crl_distribution_points(crl_urls), critical=False)
     return builder.sign(issuer_key, signing_hash(issuer_key))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mtlskit.errors import IssuanceError, PKIError
-from mtlskit.pki.builder import build_certificate, plan_validity
+from mtlskit.pki.builder import build_certificate, crl_distribution_points, plan_validity
 
 # The file names live in cadir, with creating and opening a CA directory, and ED25519_NOTE
 # in leaves, with the rest of what a leaf request decides; the CLI, the demo and the client
@@ -35,7 +36,7 @@ from mtlskit.pki.keys import DEFAULT_KEY_TYPE, KeyType, PrivateKey
 from mtlskit.pki.leaves import ED25519_NOTE, LeafRequest, csr_request, new_key_request
 from mtlskit.pki.pem import certs_to_pem
 from mtlskit.pki.profiles import CLIENT, SERVER, Profile
-from mtlskit.pki.store import CertRecord, CertStore, format_serial
+from mtlskit.pki.store import CertRecord, CertStore, SerialInUseError, format_serial
 
 __all__ = [
     "CA_FILES",
@@ -63,8 +64,7 @@ class LeafOptions(TypedDict, total=False):
     Attributes:
         validity: lifetime; the profile default (90 days) when None, capped at the CA's.
         key_type: the new key's type (default ec-p256).
-        organization: subject O.
-        unit: subject OU.
+        organization, unit: subject O and OU.
         now: issuing time, for tests.
         deliver: see `Deliver`.
     """
@@ -114,16 +114,22 @@ class CertificateAuthority:
         password: bytes | None = None,
         organization: str | None = None,
         now: datetime | None = None,
+        db_url: str | None = None,
+        crl_urls: Sequence[str] = (),
     ) -> CertificateAuthority:
         """Create a root CA and an issuing intermediate CA in a new or empty directory.
 
         Writes root.crt, root.key, intermediate.crt, intermediate.key (keys 0600, encrypted
-        when a password is given) and ca.db. Never replaces an existing CA.
+        when a password is given) and ca.db, or with `db_url` (postgresql://...) the schema
+        there and the URL in database.url; every later leaf names `crl_urls` in its CRL
+        Distribution Points. Never replaces an existing CA.
 
         Raises:
-            PKIError: the directory already holds a CA or cannot be written.
+            PKIError: the directory already holds a CA or cannot be written, or a bad URL.
         """
         directory = Path(directory)
+        if crl_urls:
+            crl_distribution_points(crl_urls)  # refuse a bad URL before writing anything
         parts = create_ca_directory(
             directory,
             name=name,
@@ -131,6 +137,8 @@ class CertificateAuthority:
             password=password,
             organization=organization,
             at=_now(now),
+            db_url=db_url,
+            crl_urls=tuple(crl_urls),
         )
         return cls(directory, *parts)
 
@@ -180,6 +188,11 @@ class CertificateAuthority:
 
     # -- issuing ---------------------------------------------------------------------------
     @property
+    def crl_urls(self) -> tuple[str, ...]:
+        """The CRL URLs every new leaf names (`ca init --crl-url`), from the database."""
+        return tuple(json.loads(self.store.meta("crl_urls") or "[]"))
+
+    @property
     def _signing_key(self) -> PrivateKey:
         if self._key is None:
             raise PKIError("this CA was opened without its key", "load it with with_key=True")
@@ -191,9 +204,12 @@ class CertificateAuthority:
         validity: timedelta | None,
         now: datetime | None,
         deliver: Deliver | None,
+        event: str = "issued",
+        detail: str = "",
     ) -> IssuedCertificate:
         at = _now(now)
         profile, notes = request.profile, request.notes
+        detail = detail or profile.name
         plan = plan_validity(
             at,
             validity or profile.default_validity,
@@ -202,12 +218,8 @@ class CertificateAuthority:
         )
         if plan.capped:
             notes = (*notes, plan.note)
-        # The write lock is held from choosing the serial to recording it, so two processes
-        # issuing at once can never pick the same serial or lose a record.
-        with self.store.transaction() as conn:
-            serial = x509.random_serial_number()
-            while self.store.serial_exists(conn, serial):
-                serial = x509.random_serial_number()  # pragma: no cover - 2**-159 odds
+        # The serial is the PRIMARY KEY: a collision (2**-159 odds) rolls back; draw again.
+        for attempt in range(3):
             cert = build_certificate(
                 profile=profile,
                 subject=request.subject,
@@ -215,10 +227,10 @@ class CertificateAuthority:
                 issuer=self.intermediate,
                 issuer_key=self._signing_key,
                 validity=plan,
-                serial=serial,
+                serial=x509.random_serial_number(),
                 sans=request.sans,
+                crl_urls=self.crl_urls,
             )
-            self.store.add(conn, cert, profile.name, at)
             issued = IssuedCertificate(
                 certificate=cert,
                 private_key=request.private_key,
@@ -227,9 +239,20 @@ class CertificateAuthority:
                 profile=profile.name,
                 notes=notes,
             )
-            if deliver is not None:
-                deliver(issued)
-        return issued
+            subject = cert.subject.rfc4514_string()
+            try:
+                with self.store.transaction() as tx:
+                    self.store.add(tx, cert, profile.name, at)
+                    self.store.audit(
+                        event, serial=issued.serial, subject=subject, detail=detail, at=at
+                    )
+                    if deliver is not None:
+                        deliver(issued)
+                return issued
+            except SerialInUseError:  # pragma: no cover - needs two equal random serials
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def issue_server(
         self, name: str, sans: Sequence[str] = (), **options: Unpack[LeafOptions]
@@ -279,14 +302,19 @@ class CertificateAuthority:
         extra_sans: Sequence[str] = (),
         now: datetime | None = None,
         deliver: Deliver | None = None,
+        event: str = "issued",
+        detail: str = "",
     ) -> IssuedCertificate:
         """Sign a CSR a user supplies; the profile, never the CSR, decides the extensions.
+
+        `event` and `detail` are its audit record ("renewed" for `ca serve`'s /renew).
 
         Raises:
             CSRError: bad signature, weak key, no usable name.
             IssuanceError: not a leaf profile, or no subjectAltName in the CSR or extra_sans.
         """
-        return self._issue(csr_request(csr, profile, extra_sans), validity, now, deliver)
+        request = csr_request(csr, profile, extra_sans)
+        return self._issue(request, validity, now, deliver, event, detail)
 
     # -- revocation ------------------------------------------------------------------------
     def revoke(
@@ -309,14 +337,22 @@ class CertificateAuthority:
                 f"serial {record.serial} is the {record.profile} CA itself",
                 "to retire a CA, create a new one and move clients to it",
             )
-        if record.revoked_at is not None:
+        when = _now(now)
+        with self.store.transaction() as tx:
+            # The UPDATE checks again: another process may have revoked it a moment ago.
+            done = record.revoked_at is None and self.store.revoke(tx, serial, reason, when)
+            if done:
+                self.store.audit(
+                    "revoked", serial=record.serial, subject=record.subject, detail=reason, at=when
+                )
+        if not done:
+            record = self.store.get(serial) or record
             raise PKIError(
                 f"serial {record.serial} ({record.subject}) was already revoked on "
                 f"{record.revoked_at:%Y-%m-%d %H:%M}Z ({record.revocation_reason})",
                 "nothing to do; publish a fresh CRL with 'mtlskit ca crl'",
                 exit_code=1,
             )
-        self.store.revoke(serial, reason, _now(now))
         updated = self.store.get(serial)
         assert updated is not None  # noqa: S101 - recorded above, in the same database
         return updated
@@ -329,13 +365,14 @@ class CertificateAuthority:
             raise IssuanceError("--next-update must be positive", "give e.g. --next-update 7d")
         at = _now(now)
         issuer = self.intermediate.subject.rfc4514_string()
-        revoked = [
-            Revocation(int(r.serial, 16), r.revoked_at, r.revocation_reason or "unspecified")
-            for r in self.store.revoked(issuer)
-            if r.revoked_at is not None
-        ]
-        with self.store.transaction() as conn:
-            number = self.store.next_crl_number(conn)
+        with self.store.transaction() as tx:
+            revoked = [
+                Revocation(int(r.serial, 16), r.revoked_at, r.revocation_reason or "unspecified")
+                for r in self.store.revoked(issuer)
+                if r.revoked_at is not None
+            ]
+            number = self.store.next_crl_number(tx)
+            self.store.audit("crl_published", subject=issuer, detail=f"number {number}", at=at)
             return build_crl(
                 issuer=self.intermediate,
                 issuer_key=self._signing_key,

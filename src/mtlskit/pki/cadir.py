@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -23,7 +24,7 @@ from mtlskit.pki.pem import (
     private_key_to_pem,
 )
 from mtlskit.pki.profiles import INTERMEDIATE, ROOT
-from mtlskit.pki.store import CertStore
+from mtlskit.pki.store import DB_URL_FILE, CertStore, create_store, format_serial, open_store
 
 __all__ = [
     "CA_FILES",
@@ -40,7 +41,7 @@ __all__ = [
 
 ROOT_CERT, ROOT_KEY = "root.crt", "root.key"
 INTERMEDIATE_CERT, INTERMEDIATE_KEY = "intermediate.crt", "intermediate.key"
-DATABASE = "ca.db"
+DATABASE = "ca.db"  # or, after `ca init --db URL`, DB_URL_FILE naming a PostgreSQL database
 CA_FILES = (ROOT_CERT, ROOT_KEY, INTERMEDIATE_CERT, INTERMEDIATE_KEY, DATABASE)
 DEFAULT_NAME = "mtlskit Root CA"
 
@@ -68,6 +69,8 @@ def create_ca_directory(
     password: bytes | None,
     organization: str | None,
     at: datetime,
+    db_url: str | None = None,
+    crl_urls: tuple[str, ...] = (),
 ) -> CAParts:
     """Make a root and an intermediate and write them, their keys and ca.db into directory.
 
@@ -78,7 +81,7 @@ def create_ca_directory(
     """
     if directory.exists() and not directory.is_dir():
         raise PKIError(f"--dir {directory} is a file, not a directory", "choose a directory path")
-    existing = [f for f in CA_FILES if (directory / f).exists()]
+    existing = [f for f in (*CA_FILES, DB_URL_FILE) if (directory / f).exists()]
     if existing:
         raise PKIError(
             f"a CA already exists in {directory} ({existing[0]} is there)",
@@ -124,21 +127,26 @@ def create_ca_directory(
         ]
     )
     try:
-        store = CertStore.create(
-            directory / DATABASE,
+        store = create_store(
+            directory,
+            db_url,
             {
                 "name": name,
                 "key_type": key_type,
                 "encrypted": "yes" if password else "no",
                 "intermediate_sha256": intermediate.fingerprint(hashes.SHA256()).hex(),
+                "crl_urls": json.dumps(list(crl_urls)),
             },
         )
-        with store.transaction() as conn:
-            store.add(conn, root, "root", at)
-            store.add(conn, intermediate, "intermediate", at)
+        with store.transaction() as tx:
+            for cert, profile in ((root, "root"), (intermediate, "intermediate")):
+                store.add(tx, cert, profile, at)
+                subject = cert.subject.rfc4514_string()
+                serial = format_serial(cert.serial_number)
+                store.audit("issued", serial=serial, subject=subject, detail=profile, at=at)
     except BaseException:
         # All or nothing: a half-written CA would block the next `ca init` in this directory.
-        for path in [*written, directory / DATABASE]:
+        for path in [*written, directory / DATABASE, directory / DB_URL_FILE]:
             with contextlib.suppress(OSError):
                 path.unlink()
         raise
@@ -162,7 +170,7 @@ def open_ca_directory(
         raise PKIError(f"--dir {directory} does not exist or is not a directory", init_hint)
     if not (directory / ROOT_CERT).exists():
         raise PKIError(f"{directory} holds no CA ({ROOT_CERT} is missing)", init_hint)
-    for needed in (INTERMEDIATE_CERT, INTERMEDIATE_KEY, DATABASE):
+    for needed in (INTERMEDIATE_CERT, INTERMEDIATE_KEY):  # the database: open_store
         if not (directory / needed).exists():
             raise PKIError(
                 f"the CA in {directory} is incomplete: {needed} is missing",
@@ -195,7 +203,7 @@ def open_ca_directory(
             f"{directory / INTERMEDIATE_CERT} was not issued by {directory / ROOT_CERT}",
             "the two files come from different CAs; restore the matching pair",
         ) from exc
-    store = CertStore(directory / DATABASE, lock_timeout=lock_timeout)
+    store = open_store(directory, lock_timeout=lock_timeout)
     try:
         recorded = store.meta("intermediate_sha256")
     except BaseException:

@@ -64,6 +64,7 @@ class CertificateInfo:
     signature_algorithm: str
     self_signed: bool
     fingerprint_sha256: str
+    crl_urls: list[str]  # the CRL Distribution Points' URIs, [] without the extension
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for --json (stable key names)."""
@@ -95,6 +96,7 @@ def describe_certificate(cert: x509.Certificate, now: datetime) -> CertificateIn
     ku = _ext(cert, x509.KeyUsage)
     eku = _ext(cert, x509.ExtendedKeyUsage)
     san = _ext(cert, x509.SubjectAlternativeName)
+    cdp = _ext(cert, x509.CRLDistributionPoints)
     ekus = [eku_name(o) for o in eku] if eku is not None else []
     usages: list[str] = []
     if ku is not None:
@@ -125,6 +127,7 @@ def describe_certificate(cert: x509.Certificate, now: datetime) -> CertificateIn
         signature_algorithm=str(sig),
         self_signed=cert.issuer == cert.subject,
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+        crl_urls=[str(n.value) for dp in cdp or [] for n in dp.full_name or []],
     )
 
 
