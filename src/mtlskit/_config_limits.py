@@ -93,3 +93,8 @@ class LimitsConfig:
         kind=DURATION,
         doc="how long an idle upstream connection is kept",
     )
+    client_expiry_warning: timedelta = config_key(
+        timedelta(days=7),
+        kind=DURATION,
+        doc="log a warning when a client whose certificate expires within this connects",
+    )

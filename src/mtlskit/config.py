@@ -31,15 +31,12 @@ from mtlskit._config_keys import (
 )
 from mtlskit._config_kinds import (
     ADDRESS,
-    ALPN,
     BOOL,
     CHOICE,
     DURATION_OR_ZERO,
     IDENTITY_HEADERS,
     INT,
     OPTIONAL_ADDRESS,
-    PATH,
-    PATHS,
     TEMPLATES,
     UPSTREAM,
     UpstreamAddress,
@@ -48,13 +45,12 @@ from mtlskit._config_kinds import (
     resolve_protocols,
 )
 from mtlskit._config_limits import LimitsConfig
+from mtlskit._config_tls import TLSConfig
 from mtlskit.errors import CertificateLoadError, ConfigError
 from mtlskit.policy import AccessPolicy
 from mtlskit.sites import (
-    ClientAuth,
     RouteConfig,
     ServerConfig,
-    VerifyOptional,
     check_routes,
     check_server_name,
 )
@@ -79,83 +75,6 @@ __all__ = [
 Mode = Literal["http", "tcp"]
 UpstreamProtocol = Literal["http/1.1", "h2c"]
 LogFormat = Literal["text", "json"]
-
-
-@dataclass(frozen=True, slots=True)
-class TLSConfig:
-    """[tls]: the server's chain and key, the client CA, CRLs, protocol floor."""
-
-    cert: Path = config_key(
-        kind=PATH,
-        help="server chain: leaf first, then intermediates (all are sent)",
-        doc="server chain: leaf first, then intermediates; all are sent",
-    )
-    key: Path = config_key(kind=PATH, help="server private key", doc="the leaf's private key")
-    client_ca: Path = config_key(
-        kind=PATH,
-        help="root CA(s) that client chains must lead to",
-        doc="root CA(s) client chains must lead to; advertised as acceptable CA names",
-    )
-    crl: tuple[Path, ...] = config_key(
-        (),
-        kind=PATHS,
-        help="CRL of a client CA (repeatable); must be signed by a CA in --client-ca",
-        doc="CRLs of the client CAs (repeatable); signed by a CA in `client_ca`",
-    )
-    min_version: Literal["1.2", "1.3"] = config_key(
-        "1.2", kind=CHOICE, help="lowest TLS version: 1.2 or 1.3", doc="`1.2` or `1.3`"
-    )
-    # OpenSSL sends 2 TLS 1.3 tickets per full handshake by default; resumption needs them.
-    session_tickets: int = config_key(
-        2,
-        kind=INT,
-        help="TLS 1.3 session tickets per handshake (0 disables resumption)",
-        doc="`2`: resumption on (OpenSSL's two TLS 1.3 tickets per full handshake, kept 5 "
-        "minutes); `0`: off. Other counts cannot be set through pyOpenSSL",
-    )
-    # None: h2 and http/1.1 in HTTP mode (the client picks), nothing in TCP mode.
-    alpn: tuple[str, ...] | None = config_key(
-        None,
-        kind=ALPN,
-        default_doc='`"h2", "http/1.1"` (HTTP mode); none (TCP mode)',
-        help="ALPN protocols offered, in order of preference (repeatable): h2, http/1.1",
-        doc="ALPN protocols selected from the client's offer, ours first: `h2` (HTTP/2) and "
-        "`http/1.1` in HTTP mode; any IDs in TCP mode. A client offering none of them "
-        "goes on without ALPN (HTTP/1.1)",
-    )
-    client_auth: ClientAuth = config_key(
-        "required",
-        kind=CHOICE,
-        help="client certificates: required (refused in the handshake without one) or "
-        "optional (routes decide; allow_anonymous admits callers without one)",
-        doc="`required`: no certificate, no connection; `optional`: asked for but not "
-        "required, routes with `allow_anonymous` admit callers without one and the others "
-        "answer 401/403 with a page that says why",
-    )
-    verify_optional: VerifyOptional = config_key(
-        "refuse",
-        kind=CHOICE,
-        help="with client_auth optional, a certificate that does not verify: refuse (in the "
-        "handshake) or explain (a 403 page, never the workload)",
-        doc='with `client_auth = "optional"`, a presented certificate that does not '
-        "verify: `refuse` it in the handshake, or `explain` why in a 403 page (never "
-        "forwarded, never identity headers)",
-    )
-    unknown_server: Literal["default", "refuse"] = config_key(
-        "default",
-        kind=CHOICE,
-        help="with [[server]]s, a client sending no or an unknown SNI: default (the top-level "
-        "server) or refuse (alert unrecognized_name)",
-        doc="with `[[server]]` tables, a client whose SNI names no server: `default` (the "
-        "top-level keys answer) or `refuse` (alert 112 unrecognized_name)",
-    )
-    acme: AcmeConfig | None = config_table(
-        AcmeConfig,
-        default=None,
-        file_only=True,
-        missing="tls.acme needs directory (the ACME URL), domains and dir (where to keep "
-        "the certificate)",
-    )
 
 
 # kw_only: the fields are in the order of --help and the docs, tables after the top-level
@@ -276,6 +195,17 @@ def load_gateway_config(data: Mapping[str, Any], *, base_dir: Path | None = None
             )
         tls.update(acme=acme, cert=acme.dir / "server.chain.pem", key=acme.dir / "server.key")
     require(TLSConfig, tls, "tls")
+    ca_url = tls.get("ca_url")
+    if ca_url is not None and "acme" in tls:
+        raise ConfigError(
+            "tls.ca_url and tls.acme are both set: one source renews the server certificate",
+            "keep tls.acme (Let's Encrypt) or tls.ca_url (an mtlskit ca serve), not both",
+        )
+    if ca_url is not None and not str(ca_url).startswith("https://"):
+        raise ConfigError(
+            f"tls.ca_url {ca_url!r} (--ca-url) is not an https:// URL",
+            "give the URL of an mtlskit ca serve, e.g. https://ca.example.com:9443",
+        )
     values["policy"] = AccessPolicy(**values.get("policy", {}))
     values["workers"] = values.get("workers") or os.cpu_count() or 1
     upstream: UpstreamAddress = values["upstream"]

@@ -47,6 +47,8 @@ _SESSION_ID_CONTEXT: Final = b"mtlskit-gateway"
 # OpenSSL's X509_V_FLAG_CRL_CHECK (include/openssl/x509_vfy.h): check the leaf against the
 # CRL of its issuer. pyOpenSSL names it only in OpenSSL.crypto, which we do not use.
 _X509_V_FLAG_CRL_CHECK: Final = 0x4
+# X509_V_FLAG_PARTIAL_CHAIN: a trusted certificate that is not self-signed ends a chain.
+_X509_V_FLAG_PARTIAL_CHAIN: Final = 0x80000
 # X509_V_ERR_* codes the verify callback handles itself (x509_vfy.h).
 _UNABLE_TO_GET_CRL: Final = 3
 _CRL_HAS_EXPIRED: Final = 12
@@ -231,12 +233,17 @@ def server_context(
         ) from exc
     for ca in cas:
         ctx.add_client_ca(ca)  # the acceptable CA names (CertificateRequest)
+    store = ctx.get_cert_store()
+    assert store is not None  # noqa: S101 - every SSL_CTX has one
+    # Every CA listed in client_ca is a trust anchor, intermediates too (OpenSSL's partial
+    # chain): a bundle of intermediates admits only their leaves, so a retired
+    # intermediate (`ca rotate --retire`) is refused although its root is still trusted.
+    flags = _X509_V_FLAG_PARTIAL_CHAIN
+    for crl in crls:
+        store.add_crl(crl)
     if crls:
-        store = ctx.get_cert_store()
-        assert store is not None  # noqa: S101 - every SSL_CTX has one
-        for crl in crls:
-            store.add_crl(crl)
-        store.set_flags(_X509_V_FLAG_CRL_CHECK)
+        flags |= _X509_V_FLAG_CRL_CHECK
+    store.set_flags(flags)
     issuers = frozenset(crl.issuer for crl in crls)
     mode = SSL.VERIFY_PEER
     if client_auth == "required":

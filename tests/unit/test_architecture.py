@@ -38,6 +38,7 @@ PURE = [
     "_config_kinds.py",
     "_config_limits.py",
     "_config_acme.py",
+    "_config_tls.py",
     "sites.py",
     # How the package __init__s load their shell names on first use.
     "_lazy.py",
@@ -52,6 +53,9 @@ PURE = [
     "pki/describe.py",
     "pki/leaves.py",
     "pki/serials.py",
+    "pki/records.py",
+    "caserver/__init__.py",
+    "caserver/protocol.py",
     "trust/__init__.py",
     "trust/_ext.py",
     "trust/_verifier.py",

@@ -117,7 +117,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         render_kyma,
         to_yaml,
     )
-    from mtlskit.pki.files import OutputFile, read_file, write_files
+    from mtlskit.pki.files import CRL_MAX_BYTES, OutputFile, read_file, write_files
+
+    def crls(paths: tuple[Path, ...], where: str) -> tuple[bytes, ...]:
+        return tuple(read_file(p, f"a CRL ({where})", max_bytes=CRL_MAX_BYTES) for p in paths)
 
     path = Path(args.config)
     config = load_gateway_config(read_toml(path), base_dir=path.parent)
@@ -134,9 +137,11 @@ def cmd_render(args: argparse.Namespace) -> int:
                 client_ca_pem=read_file(s.client_ca, f"server[{i}]'s client CA (client_ca)"),
                 chain_pem=read_file(s.chain_path, f"server[{i}]'s chain (cert)"),
                 key_pem=read_file(s.key_path, f"server[{i}]'s key (key)"),
+                crl=crls(s.crl, f"server[{i}].crl"),
             )
             for i, s in enumerate(config.server, 1)
         ),
+        crl=crls(config.tls.crl, "tls.crl"),
     )
     options = KymaOptions(
         domain=args.domain,

@@ -11,7 +11,7 @@ from mtlskit.config import GatewayConfig
 from mtlskit.errors import ExportError
 from mtlskit.export._manifest import ExportWarning, meta
 from mtlskit.export._routes import Route, apirule_rules, service_of, site_routes
-from mtlskit.export._secrets import cacert_secret, cover_warnings, tls_secret
+from mtlskit.export._secrets import cacert_secret, cover_warnings, crl_warnings, tls_secret
 from mtlskit.export.istio import Mode, authorization_policies, gateway_server
 from mtlskit.sites import ServerConfig
 
@@ -26,11 +26,13 @@ class ServerInputs:
         client_ca_pem: its client_ca file.
         chain_pem: its cert file (leaf then intermediates).
         key_pem: its key file.
+        crl: its crl files (PEM or DER), for the `-cacert` Secret's `ca.crl`.
     """
 
     client_ca_pem: bytes
     chain_pem: bytes
     key_pem: bytes = field(repr=False)
+    crl: tuple[bytes, ...] = ()
 
 
 @dataclass(slots=True)
@@ -150,7 +152,9 @@ def render_servers(
         optional = (server.client_auth or config.tls.client_auth) == "optional"
         mode: Mode = "OPTIONAL_MUTUAL" if optional else "MUTUAL"
         out.secrets += [
-            cacert_secret(credential, files.client_ca_pem, f"{where}.client_ca"),
+            cacert_secret(
+                credential, files.client_ca_pem, f"{where}.client_ca", files.crl, f"{where}.crl"
+            ),
             tls_secret(credential, files.chain_pem, files.key_pem),
         ]
         out.warnings += cover_warnings(
@@ -191,14 +195,17 @@ def render_servers(
             for k, host in enumerate(hosts, 1)
         ]
         out.routing += policies
-        if server.crl:
+        out.warnings += crl_warnings(
+            files.client_ca_pem, files.crl, key=f"{where}.client_ca", crl_key=f"{where}.crl"
+        )
+        if server.crl and not files.crl:
             out.warnings.append(
                 ExportWarning(
                     f"{where}.crl",
                     "revocation lists are not exported",
                     "the ingress gateway reads a CRL only from its own secrets, not from files",
-                    f"add the CRL to {credential}-cacert as Istio's Gateway TLS docs "
-                    "describe (caCrl)",
+                    f"render with the CRL files readable: they go into {credential}-cacert "
+                    "(key ca.crl)",
                 )
             )
     return out

@@ -167,17 +167,30 @@ def authorization_policies(
     return [policy], warnings
 
 
-def ingress_warnings(config: GatewayConfig, *, credential_name: str) -> list[ExportWarning]:
+def ingress_warnings(
+    config: GatewayConfig, *, credential_name: str, crl_exported: bool = False
+) -> list[ExportWarning]:
     """What the local gateway does that the ingress gateway will not: CRLs, Client-Cert."""
     warnings: list[ExportWarning] = []
-    if config.tls.crl:
+    if config.tls.crl and not crl_exported:
         warnings.append(
             ExportWarning(
                 "tls.crl",
                 "revocation lists are not exported",
                 "the ingress gateway reads a CRL only from its own secrets, not from files",
-                f"add the CRL to {credential_name}-cacert as Istio's Gateway TLS "
-                "docs describe (caCrl)",
+                f"render with the CRL files readable: they go into {credential_name}-cacert "
+                "(key ca.crl)",
+            )
+        )
+    if config.tls.crl_urls or config.tls.crl_from_cdp:
+        warnings.append(
+            ExportWarning(
+                "tls.crl_urls / tls.crl_from_cdp",
+                "CRLs fetched from URLs are not exported",
+                "they are fetched by the running gateway, not at render time, and Istio's "
+                "ingress gateway fetches no CRL itself",
+                f"save the CRLs to files listed in tls.crl, then render: they go into "
+                f"{credential_name}-cacert (key ca.crl)",
             )
         )
     if "client-cert" in config.identity_headers:

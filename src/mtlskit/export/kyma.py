@@ -15,7 +15,7 @@ from mtlskit.errors import ExportError
 from mtlskit.export._certs import dns_covers, is_ca
 from mtlskit.export._manifest import ExportWarning, meta
 from mtlskit.export._routes import Route, apirule_rules, site_routes
-from mtlskit.export._secrets import cacert_secret, cover_warnings, tls_secret
+from mtlskit.export._secrets import cacert_secret, cover_warnings, crl_warnings, tls_secret
 from mtlskit.export._servers import ServerInputs, anonymous_paths, apirule, render_servers
 from mtlskit.export.istio import (
     INGRESS_NAMESPACE,
@@ -100,12 +100,15 @@ class KymaInputs:
         server_chain_pem: the gateway's cert file (leaf then intermediates), for "files".
         server_key_pem: the gateway's key file, for "files".
         servers: each `[[server]]`'s files, in the config's order.
+        crl: the gateway's tls.crl files (PEM or DER): the `-cacert` Secret's `ca.crl`.
+            CRLs the gateway fetches from URLs exist only while it runs: not here.
     """
 
     client_ca_pem: bytes
     server_chain_pem: bytes | None = None
     server_key_pem: bytes | None = field(default=None, repr=False)
     servers: tuple[ServerInputs, ...] = ()
+    crl: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +235,8 @@ def _mode(optional: bool) -> Mode:
 def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs) -> KymaExport:
     """Build the manifests of Kyma's "Configure an mTLS Gateway" for this gateway.
 
-    In apply order: the client CA Secret `<credential>-cacert` (key `cacert`), the server
+    In apply order: the client CA Secret `<credential>-cacert` (key `cacert`, and the CRL
+    files in `ca.crl`, where Istio reads them), the server
     certificate (Gardener Certificate or a kubernetes.io/tls Secret), each [[server]]'s
     two Secrets, an optional DNSEntry, the Istio Gateway (MUTUAL, or OPTIONAL_MUTUAL for
     `client_auth = "optional"`; one server per [[server]]), for an h2c upstream the
@@ -244,7 +248,8 @@ def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs)
     warning; so are the paths no route takes.
 
     Raises:
-        ExportError: a bad option, or a client CA that is not a CA.
+        ExportError: a bad option, a client CA that is not a CA, an unreadable CRL, or a
+            `-cacert` Secret over Kubernetes' 1 MiB.
     """
     _check_options(options)
     if config.mode != "http":
@@ -255,9 +260,12 @@ def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs)
     warnings: list[ExportWarning] = []
     service = (options.service, options.service_port)
     objects: list[dict[str, Any]] = [
-        cacert_secret(options.credential_name, inputs.client_ca_pem, "tls.client_ca"),
+        cacert_secret(options.credential_name, inputs.client_ca_pem, "tls.client_ca", inputs.crl),
         _server_objects(options, inputs, warnings),
     ]
+    warnings += crl_warnings(
+        inputs.client_ca_pem, inputs.crl, key="tls.client_ca", crl_key="tls.crl"
+    )
     sites = render_servers(
         config,
         inputs.servers,
@@ -314,6 +322,8 @@ def render_kyma(config: GatewayConfig, options: KymaOptions, inputs: KymaInputs)
     )
     objects += [istio_gateway, *_service(config, options), top_rule, *policies, *sites.routing]
     warnings += sites.warnings
-    warnings += ingress_warnings(config, credential_name=options.credential_name)
+    warnings += ingress_warnings(
+        config, credential_name=options.credential_name, crl_exported=bool(inputs.crl)
+    )
     warnings += _site_warnings(config)
     return KymaExport(tuple(objects), tuple(warnings))

@@ -9,6 +9,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     disable_created_metrics,
     generate_latest,
 )
@@ -23,6 +24,9 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # The `state` label of mtlskit_connections_by_state: every accepted socket is in one.
 STATES = ("handshake", "open", "lingering")
+
+# mtlskit_client_certificate_remaining_seconds: 1h, 1d, 7d, 30d, 90d, 1y, +Inf.
+CLIENT_REMAINING_BUCKETS = (3600.0, 86400.0, 7 * 86400.0, 30 * 86400.0, 90 * 86400.0, 365 * 86400.0)
 
 METRIC_NAMES = {
     "mtlskit_connections_open": "TLS connections open now (after the handshake)",
@@ -48,7 +52,13 @@ METRIC_NAMES = {
     ),
     "mtlskit_reloads_total": "certificate/CA/CRL reloads, by result: ok or failed",
     "mtlskit_certificate_expiry_timestamp_seconds": "notAfter of each loaded certificate",
+    "mtlskit_crl_next_update_timestamp_seconds": (
+        "nextUpdate of each CRL in use, by issuer and source (its file or URL)"
+    ),
     "mtlskit_server_connections_total": "verified connections by server (SNI's [[server]])",
+    "mtlskit_client_certificate_remaining_seconds": (
+        "remaining lifetime of the client certificate of each verified connection"
+    ),
     "mtlskit_route_requests_total": (
         "requests by server, route and result: allowed, anonymous, denied, unauthenticated, "
         "no_route, method_not_allowed, misdirected, bad_path"
@@ -133,11 +143,24 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.crl_next_update = Gauge(
+            "mtlskit_crl_next_update_timestamp_seconds",
+            METRIC_NAMES["mtlskit_crl_next_update_timestamp_seconds"],
+            ["issuer", "source"],
+            registry=r,
+            multiprocess_mode="min",  # workers fetch on their own: the oldest CRL held
+        )
         self.server_connections = Counter(
             "mtlskit_server_connections",
             METRIC_NAMES["mtlskit_server_connections_total"],
             ["server"],
             registry=r,
+        )
+        self.client_cert_remaining = Histogram(  # observed by gateway/expiry.py
+            "mtlskit_client_certificate_remaining_seconds",
+            METRIC_NAMES["mtlskit_client_certificate_remaining_seconds"],
+            registry=r,
+            buckets=CLIENT_REMAINING_BUCKETS,
         )
         self.route_requests = Counter(
             "mtlskit_route_requests",
@@ -164,6 +187,16 @@ class Metrics:
                     subject = cert.subject.rfc4514_string()
                     gauge = self.cert_expiry.labels(role, subject, state.name)
                     gauge.set(cert.not_valid_after_utc.timestamp())
+        self.crl_next_updates(*states)
+
+    def crl_next_updates(self, *states: GatewayState) -> None:
+        """Export the nextUpdate of every CRL in use (a replaced CRL's series goes)."""
+        self.crl_next_update.clear()
+        for state in states:
+            for rl, source in zip(state.crls, state.crl_sources, strict=True):
+                if rl.next_update is not None:
+                    gauge = self.crl_next_update.labels(rl.issuer.rfc4514_string(), source)
+                    gauge.set(rl.next_update.timestamp())
 
     def server_connection(self, server: str) -> None:
         """Count one verified connection of a server."""

@@ -21,6 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from mtlskit.config import GatewayConfig, acme_configs
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
+from mtlskit.gateway.carenew import renew_from_ca
 from mtlskit.gateway.listen import bind_listener
 from mtlskit.gateway.logs import EventLog
 from mtlskit.gateway.metrics import Metrics
@@ -235,6 +236,9 @@ class Supervisor:
             for acme in acme_configs(config):
                 renew = renew_forever(acme, self.log, self._forward_hup, lock)
                 renewals.append(asyncio.create_task(renew))
+            if config.tls.ca_url:  # from an mtlskit ca serve, then SIGHUP to the workers
+                ca_renew = renew_from_ca(config, self.log, self._forward_hup)
+                renewals.append(asyncio.create_task(ca_renew))
             await self._watch()
         finally:
             for renewal in renewals:

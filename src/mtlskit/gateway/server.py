@@ -15,14 +15,16 @@ from mtlskit.config import GatewayConfig, acme_configs
 from mtlskit.errors import MtlsKitError
 from mtlskit.gateway.acme import obtain_at_start, renew_forever
 from mtlskit.gateway.admission import Admission, admit
+from mtlskit.gateway.carenew import renew_from_ca
 from mtlskit.gateway.connection import ConnContext, Connection
-from mtlskit.gateway.flight import after_flight
+from mtlskit.gateway.crlfetch import CrlFetcher
+from mtlskit.gateway.expiry import observe_client
 from mtlskit.gateway.h2server import H2Connection
-from mtlskit.gateway.handshake import (
-    HandshakeTimeoutError,
-    classify_handshake_failure,
-    explain_verify_errors,
-    unknown_server_name,
+from mtlskit.gateway.handshake import HandshakeTimeoutError
+from mtlskit.gateway.handshake_log import (
+    client_address,
+    report_handshake_failure,
+    unverified_caller,
 )
 from mtlskit.gateway.http import HTTPConnection
 from mtlskit.gateway.listen import bind_listener
@@ -68,10 +70,13 @@ class Gateway:
         self.loop = asyncio.get_running_loop()
         # With [tls] acme, this gateway gets and renews the certificate itself (a worker
         # under a supervisor leaves that to the supervisor and follows the files).
+        # A worker under a supervisor leaves renewals to the supervisor and follows the files.
+        self._manage_renewal = manage_acme
         self._acme = acme_configs(config) if manage_acme else []
         for acme in self._acme:
             obtain_at_start(acme, self.log)
-        self.state: GatewayState = load_state(config, datetime.now(UTC))
+        self.crls = CrlFetcher.at_start(config, self.log)  # CRLs from URLs (one per worker)
+        self.state: GatewayState = load_state(config, datetime.now(UTC), self.crls.fetched)
         # Every socket accepted and not yet closed (handshaking, open or lingering), and
         # the verified connections among them.
         self.streams: set[TLSStream] = set()
@@ -116,12 +121,15 @@ class Gateway:
         host, port = sock.getsockname()[:2]
         self._address = (str(host), int(port))
         self.loop.add_reader(sock.fileno(), self._accept)
-        self._tasks.append(self.loop.create_task(self._sweep()))
+        self._tasks += [self.loop.create_task(self._sweep()), *self.crls.start(self)]
         if self.config.reload_interval.total_seconds() > 0:
             self._tasks.append(self.loop.create_task(self._watch()))
         lock = asyncio.Lock()  # one HTTP-01 responder at a time
         for acme in self._acme:
             renew = renew_forever(acme, self.log, lambda: self.reload("acme"), lock)
+            self._tasks.append(self.loop.create_task(renew))
+        if self._manage_renewal and self.config.tls.ca_url:  # from an mtlskit ca serve
+            renew = renew_from_ca(self.config, self.log, lambda: self.reload("ca_url"))
             self._tasks.append(self.loop.create_task(renew))
         self.ready = True
         host, port = self.address
@@ -219,38 +227,7 @@ class Gateway:
         stream.start()
 
     def _handshake_failed(self, stream: TLSStream, exc: BaseException) -> None:
-        conn: Connection = stream.protocol
-        ca_names = [ca.subject.rfc4514_string() for ca in conn.state.tls.client_cas]
-        if conn.refused_name is not None:
-            failure = unknown_server_name(conn.refused_name)
-        else:
-            failure = classify_handshake_failure(
-                exc,
-                stream.verify_errors,
-                after_flight=after_flight(stream),
-                ca_names=ca_names,
-            )
-        self.metrics.handshakes.labels(failure.code).inc()
-        fields: dict[str, Any] = {}
-        if conn.state.servers or conn.state.site.names:
-            fields["server"] = conn.state.name
-        if failure.at_fault is not None:
-            fields["certificate"] = failure.at_fault.subject.rfc4514_string()
-            fields["serial"] = f"{failure.at_fault.serial_number:x}"
-        if failure.code == "revoked" and failure.at_fault is not None:
-            fields.update(conn.state.revocation_entry(failure.at_fault))
-        if failure.code == "no_client_certificate":
-            fields["ca_names"] = "; ".join(ca_names)
-        self.log.event(
-            "handshake_failed" if failure.level == "warning" else "handshake_abandoned",
-            failure.explanation,
-            level=failure.level,
-            client=_client(stream.peer),
-            code=failure.code,
-            step=failure.step,
-            fix=failure.fix,
-            **fields,
-        )
+        report_handshake_failure(self.metrics, self.log, stream, exc)
 
     def _verified(self, stream: TLSStream) -> None:
         """The handshake succeeded: who is it, may they pass, then serve."""
@@ -266,11 +243,12 @@ class Gateway:
             return
         # On the server side OpenSSL's peer chain leaves the leaf out: the intermediates sent.
         sent = ssl_conn.get_peer_cert_chain(as_cryptography=True) or []
+        now = datetime.now(UTC)
         admission = admit(
             conn.state,
             leaf.public_bytes(Encoding.DER),
             tuple(c.public_bytes(Encoding.DER) for c in sent),
-            datetime.now(UTC),
+            now,
             headers=self.config.mode == "http",
         )
         if admission.identity is None:
@@ -279,31 +257,24 @@ class Gateway:
                 "identity_failed",
                 admission.decision.reason,
                 level="warning",
-                client=_client(stream.peer),
+                client=client_address(stream.peer),
                 code="malformed",
                 fix="reissue the client certificate with a conforming profile",
             )
             stream.abort()
             return
+        limits = self.config.limits
+        client = client_address(stream.peer)
+        observe_client(
+            self.metrics, self.log, admission.identity, now, limits.client_expiry_warning, client
+        )
+        self.crls.learn(leaf)  # crl_from_cdp: the CRL its CRL Distribution Point names
         self._open(stream, conn, admission, Caller(admission.identity, admission.decision))
 
     def _serve_unverified(
         self, stream: TLSStream, conn: Connection, leaf: x509.Certificate | None
     ) -> None:
-        caller = Caller(None)
-        if leaf is not None:  # verify_optional = "explain": say why, on every request
-            failure = explain_verify_errors(stream.verify_errors)
-            self.metrics.handshakes.labels(failure.code).inc()
-            caller = Caller(None, presented=leaf.subject.rfc4514_string(), why=failure.explanation)
-            self.log.event(
-                "certificate_unverified",
-                f"{failure.explanation}; its requests get a 403 page (verify_optional = explain)",
-                level="warning",
-                client=_client(stream.peer),
-                code=failure.code,
-                step=failure.step,
-                fix=failure.fix,
-            )
+        caller = unverified_caller(self.metrics, self.log, stream, leaf)
         self._open(stream, conn, Admission(None, Decision(False, "", ""), b""), caller)
 
     def _open(
@@ -367,7 +338,7 @@ class Gateway:
     def reload(self, why: str = "SIGHUP") -> bool:
         """Build a new state from the files; keep the old one if anything is wrong."""
         try:
-            new = load_state(self.config, datetime.now(UTC))
+            new = load_state(self.config, datetime.now(UTC), self.crls.fetched)
         except MtlsKitError as exc:
             self.metrics.reloads.labels("failed").inc()
             # Remember the broken files' stamps so the watcher does not retry every tick.
@@ -392,7 +363,3 @@ class Gateway:
 
 def _restamped(state: GatewayState, stamps: Any) -> GatewayState:
     return dataclasses.replace(state, stamps=stamps)
-
-
-def _client(peer: Any) -> str:
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)

@@ -10,10 +10,12 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from OpenSSL import SSL
 
 from mtlskit.config import GatewayConfig
 from mtlskit.errors import ConfigError, TLSConfigError
+from mtlskit.gateway.crlfetch import FetchedCrls, check_crl_urls, crl_number
 from mtlskit.gateway.flight import watch_flight
 from mtlskit.gateway.routing import Site
 from mtlskit.gateway.sitebuild import (
@@ -40,6 +42,7 @@ __all__ = ["FileStamp", "GatewayState", "file_stamps", "load_state", "server_alp
 
 FileStamp = tuple[str, int, int, int]  # path, mtime_ns, size, inode
 _CACHE_SIZE = 4096
+_DER, _SPKI = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
 
 
 def file_stamps(paths: list[Path]) -> tuple[FileStamp, ...]:
@@ -82,6 +85,11 @@ class GatewayState:
     loaded_at: datetime
     site: Site  # its routes, default route and names
     crl_issuers: tuple[str, ...] = ()  # each CRL's issuer, as PeerIdentity.issuer spells it
+    crl_sources: tuple[str, ...] = ()  # each CRL's file or URL
+    crl_stale: str = "deny"  # [tls] crl_stale: a CRL past its nextUpdate denies or allows
+    # CRL URLs that never gave a CRL: with "deny", a client whose CA has no CRL is refused
+    # meanwhile (the missing CRL may be its CA's).
+    crl_pending: tuple[str, ...] = ()
     # The [[server]]s on the same listener (on the top-level state only), and the names
     # SNI selects them by: (lowercase pattern, server state).
     servers: tuple[GatewayState, ...] = ()
@@ -166,13 +174,18 @@ class GatewayState:
         """
         if now > identity.not_after:
             return Decision(False, "expired", "your client certificate has expired")
+        deny_stale = self.crl_stale == "deny"
+        covered = False
         for crl, issuer in zip(self.crls, self.crl_issuers, strict=True):
             if issuer != identity.issuer:
                 continue
-            if crl.next_update is not None and now > crl.next_update:
-                return Decision(False, "crl_stale", "the CRL for your CA is out of date")
+            covered = True
+            if deny_stale and crl.next_update is not None and now > crl.next_update:
+                return Decision(False, "crl_stale", _STALE.format(crl.next_update))
             if crl.is_revoked(int(identity.serial, 16)):
                 return Decision(False, "revoked", "your client certificate is revoked")
+        if not covered and deny_stale and self.crl_pending:
+            return Decision(False, "crl_stale", _PENDING)
         if self.site.table is not None:
             return Decision(True, "valid")  # each request's route decides
         return evaluate(self.policy, identity)
@@ -185,10 +198,35 @@ class GatewayState:
         return {}
 
 
+# A refusal caused by the server, not the client: the 403 page and the access log say so.
+_STALE = (
+    "the server's CRL for your CA is out of date (its nextUpdate {:%Y-%m-%d %H:%M}Z has "
+    "passed): your client certificate is not at fault; the server's operator must publish "
+    "or fetch a fresh CRL"
+)
+_PENDING = (
+    "the server has not obtained the CRL it needs to check your certificate yet: your client "
+    "certificate is not at fault; the server's operator must make the CRL URL reachable"
+)
+
+
+def _same_key(a: x509.Certificate, b: x509.Certificate) -> bool:
+    return a == b or a.public_key() == b.public_key()
+
+
 def _load_crls(
-    paths: tuple[Path, ...], client_cas: list[x509.Certificate], now: datetime
-) -> tuple[RevocationList, ...]:
-    lists = []
+    paths: tuple[Path, ...],
+    client_cas: list[x509.Certificate],
+    fetched: FetchedCrls,
+) -> tuple[tuple[RevocationList, str], ...]:
+    """File CRLs (verified here) and the fetched ones this server's CAs signed: per issuer
+    and key the newest (highest CRL number) only, as a CRL lists every revocation so far.
+
+    A stale CRL is not an error, at start or on reload: its CA's clients are refused (or,
+    with crl_stale = "allow", admitted) and the fetcher logs it; the other CAs' clients
+    are served, and a reload that brings a renewed server certificate is never blocked.
+    """
+    found: list[tuple[RevocationList, str]] = []
     for path in paths:
         crl = load_crl(read_file(path, "a CRL", max_bytes=CRL_MAX_BYTES), path)
         loaded = load_crl_set(crl, client_cas)
@@ -201,22 +239,37 @@ def _load_crls(
                 "the CRL must be signed by a CA in the --client-ca bundle; append the "
                 "intermediate that signs it (cat root.crt intermediate.crt > clients.pem)",
             )
-        if loaded.next_update is not None and now > loaded.next_update:
-            raise ConfigError(
-                f"--crl {path} is stale: its nextUpdate {loaded.next_update:%Y-%m-%d %H:%M}Z "
-                "has passed",
-                "publish a fresh CRL ('mtlskit ca crl --dir DIR --out FILE')",
-            )
-        lists.append(loaded)
-    return tuple(lists)
+        found.append((loaded, str(path)))
+    for url, rl in fetched.lists:
+        if rl.signer is not None and any(_same_key(rl.signer, ca) for ca in client_cas):
+            found.append((rl, url))
+    newest: dict[tuple[str, bytes], tuple[RevocationList, str]] = {}
+    for rl, source in found:
+        assert rl.signer is not None  # noqa: S101 - checked above
+        key = (rl.issuer.rfc4514_string(), rl.signer.public_key().public_bytes(_DER, _SPKI))
+        held = newest.get(key)
+        if held is None or (crl_number(rl), rl.this_update) > (
+            crl_number(held[0]),
+            held[0].this_update,
+        ):
+            newest[key] = (rl, source)
+    return tuple(newest.values())
 
 
-def load_state(config: GatewayConfig, now: datetime) -> GatewayState:
+def load_state(
+    config: GatewayConfig, now: datetime, fetched: FetchedCrls | None = None
+) -> GatewayState:
     """Read every file of every server and build a new state, or raise, keeping the old.
+
+    Args:
+        config: the gateway's config.
+        now: the time the server certificates are checked at.
+        fetched: the CRLs fetched from URLs (gateway.crlfetch), kept across reloads.
 
     Raises:
         ConfigError, TLSConfigError, CertificateLoadError: with the file and the fix.
     """
+    check_crl_urls(config)
     stamps = file_stamps(watched_files(config))
     planned = []
     for files in server_files(config):
@@ -230,8 +283,9 @@ def load_state(config: GatewayConfig, now: datetime) -> GatewayState:
         + [route.identity for _, site, _ in planned for route in site.routes]
     )
     several = len(planned) > 1
+    fetched = fetched or FetchedCrls()
     states = [
-        _load_server(config, files, site, identity, now, stamps, stripped, several=several)
+        _load_server(config, files, site, identity, now, stamps, stripped, fetched, several=several)
         for files, site, identity in planned
     ]
     default, servers = states[0], tuple(states[1:])
@@ -256,10 +310,12 @@ def _load_server(
     now: datetime,
     stamps: tuple[FileStamp, ...],
     stripped: frozenset[bytes],
+    fetched: FetchedCrls,
     *,
     several: bool,
 ) -> GatewayState:
-    crls = _load_crls(files.crl, load_client_cas(files.client_ca), now)
+    loaded = _load_crls(files.crl, load_client_cas(files.client_ca), fetched)
+    crls = tuple(rl for rl, _ in loaded)
     explain = files.explain and files.client_auth == "optional"
     # A session is resumed before SNI picks the server (OpenSSL looks it up while it
     # parses the ClientHello, and calls the servername callback after), so with several
@@ -297,6 +353,9 @@ def _load_server(
         identity_config=identity,
         crls=crls,
         crl_issuers=tuple(crl.issuer.rfc4514_string() for crl in crls),
+        crl_sources=tuple(source for _, source in loaded),
+        crl_stale=config.tls.crl_stale,
+        crl_pending=fetched.pending,
         stamps=stamps,
         loaded_at=now,
         site=site,
