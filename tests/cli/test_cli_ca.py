@@ -162,12 +162,15 @@ def test_issue_server_and_client_write_key_leaf_and_chain(
     assert life.days == 30
 
 
-def test_issue_p12_needs_a_password_file(made: Path, out_dir: Path, run_cli) -> None:
+def test_issue_p12_without_a_password_file_generates_one_beside_it(
+    made: Path, out_dir: Path, run_cli
+) -> None:
+    """No password given: a long random one, written 0600 as NAME.p12.pass (never printed)."""
     r = run_cli("ca", "issue", "client", "bob", "--dir", made, "--out", out_dir, "--p12")
-    assert r.code == 2
-    _one_error(r)
-    assert "--p12-password-file" in r.err
-    assert list(out_dir.iterdir()) == []
+    assert r.code == 0, r.err
+    secret = out_dir / "bob.p12.pass"
+    assert (out_dir / "bob.p12").exists() and secret.stat().st_mode & 0o777 == 0o600
+    assert len(secret.read_text().strip()) >= 32 and secret.read_text().strip() not in r.out
 
 
 @pytest.mark.parametrize(

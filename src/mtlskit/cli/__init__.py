@@ -22,7 +22,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     """The whole command tree; each group registers its own subcommands."""
-    from mtlskit.cli import acme, ca, cert, client, demo, echo, gateway, kyma
+    from mtlskit.cli import acme, ca, cert, client, demo, echo, gateway, kyma, renew
 
     parser = Parser(
         prog="mtlskit",
@@ -40,6 +40,7 @@ def build_parser() -> Parser:
     echo.register(groups)
     kyma.register(groups)
     acme.register(groups)
+    renew.register(groups)
     return parser
 
 

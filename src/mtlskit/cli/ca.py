@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ from mtlskit.cli._common import (
     ensure_out_dir,
     key_type_arg,
     password_from,
-    print_json,
     print_notes,
 )
-from mtlskit.durations import format_duration, parse_duration
+from mtlskit.cli.ca_list import register as register_list
+from mtlskit.cli.ca_rotate import register_rotate
+from mtlskit.cli.ca_serve import register_serve
+from mtlskit.durations import parse_duration
 from mtlskit.errors import ConfigError, PKIError
 from mtlskit.pki.ca import (
     DATABASE,
@@ -33,10 +36,12 @@ from mtlskit.pki.ca import (
     CertificateAuthority,
 )
 from mtlskit.pki.crl import REASONS
-from mtlskit.pki.files import OutputFile, read_file, write_files
+from mtlskit.pki.files import PRIVATE, OutputFile, read_file, write_files
 from mtlskit.pki.issued import IssuedCertificate
 from mtlskit.pki.pem import load_certificates, load_csr
-from mtlskit.pki.store import CertRecord, parse_serial
+from mtlskit.pki.pkcs12 import P12_PROFILES, P12Profile, password_warning, to_pkcs12
+from mtlskit.pki.store import parse_serial
+from mtlskit.pki.store_pg import redact_url
 
 __all__ = ["register"]
 
@@ -55,6 +60,21 @@ def register(groups: Any) -> None:
     p.add_argument("--org", help="organization (O) for both CA certificates")
     add_key_type(p)
     add_password_file(p, "encrypt both CA keys with the password in this file")
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="keep the CA database in PostgreSQL (postgresql://USER@HOST/DB), e.g. for several "
+        "'ca serve' replicas; recorded in DIR/database.url for later commands (default: "
+        "SQLite in DIR/ca.db)",
+    )
+    p.add_argument(
+        "--crl-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="where the CRL will be published (http://...): every leaf issued names it in "
+        "its CRL Distribution Points; repeat for mirrors",
+    )
     p.set_defaults(handler=cmd_init)
 
     issue = sub.add_parser("issue", help="issue a server or client certificate with a new key")
@@ -84,7 +104,17 @@ def register(groups: Any) -> None:
         add_key_type(k)
         add_password_file(k, "password of the CA keys, if they are encrypted")
         k.add_argument("--p12", action="store_true", help="also write NAME.p12 (PKCS#12)")
-        k.add_argument("--p12-password-file", metavar="F", help="password for NAME.p12")
+        k.add_argument(
+            "--p12-password-file",
+            metavar="F",
+            help="password for NAME.p12 (default: a random one, written to NAME.p12.pass)",
+        )
+        k.add_argument(
+            "--p12-profile",
+            choices=P12_PROFILES,
+            help="modern (default: AES-256, PBKDF2) or legacy (3DES, SHA-1 MAC: Windows "
+            "before 10 1709, macOS before 14, Java before 8u301)",
+        )
         k.add_argument("--force", action="store_true", help="replace existing output files")
         k.add_argument(
             "--lock-timeout", default="10s", metavar="DUR", help="wait for the CA database"
@@ -128,13 +158,9 @@ def register(groups: Any) -> None:
     p.add_argument("--lock-timeout", default="10s", metavar="DUR", help="wait for the CA database")
     p.set_defaults(handler=cmd_crl)
 
-    p = sub.add_parser("list", help="list what the CA issued")
-    add_dir(p)
-    p.add_argument(
-        "--expiring-within", metavar="DUR", help="only valid certificates expiring this soon"
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(handler=cmd_list)
+    register_list(sub)  # cli/ca_list.py
+    register_rotate(sub)  # cli/ca_rotate.py: rotate, status
+    register_serve(sub)  # cli/ca_serve.py: serve, token
 
 
 def _load(args: argparse.Namespace, *, with_key: bool = True) -> CertificateAuthority:
@@ -156,9 +182,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     if key_type == "ed25519":
         print_notes([ED25519_NOTE])
     with CertificateAuthority.create(
-        args.dir, name=args.name, key_type=key_type, password=password, organization=args.org
+        args.dir,
+        name=args.name,
+        key_type=key_type,
+        password=password,
+        organization=args.org,
+        db_url=args.db,
+        crl_urls=args.crl_url,
     ) as ca:
         d = Path(args.dir)
+        database = f"{d / DATABASE}" if args.db is None else f"{redact_url(args.db)}"
         sealed = "0600, encrypted" if password else "0600"
         rows = [
             ("created root CA", ca.root.subject.rfc4514_string()),
@@ -167,7 +200,8 @@ def cmd_init(args: argparse.Namespace) -> int:
             ("created intermediate CA", ca.intermediate.subject.rfc4514_string()),
             ("  certificate", f"{d / INTERMEDIATE_CERT}"),
             ("  key", f"{d / INTERMEDIATE_KEY}   ({sealed})"),
-            ("database", f"{d / DATABASE}"),
+            ("database", database),
+            *[("CRL distribution point", url) for url in ca.crl_urls],
         ]
         for label, value in rows:
             print(f"{label:<24} {value}")
@@ -188,14 +222,13 @@ def cmd_issue(args: argparse.Namespace) -> int:
     """ca issue server|client."""
     key_type = key_type_arg(args.key_type)
     validity = duration_arg(args.validity, "--validity")
-    p12_password = None
-    if args.p12 or args.p12_password_file:
-        if not args.p12_password_file:
-            raise ConfigError(
-                "--p12 needs --p12-password-file: a PKCS#12 holds the private key",
-                "put a password in a file ('openssl rand -base64 24 > p12.pass') and pass it",
-            )
-        p12_password = password_from(args.p12_password_file, "--p12-password-file")
+    p12_password = password_from(args.p12_password_file, "--p12-password-file")
+    generated = False
+    if p12_password is None and (args.p12 or args.p12_profile):
+        # 24 random bytes (32 characters): the MAC's 2,048 iterations cannot protect less.
+        p12_password, generated = secrets.token_urlsafe(24).encode(), True
+    elif p12_password is not None and (warning := password_warning(p12_password)):
+        print(f"warning: {warning}", file=sys.stderr)
     out = check_out_dir(args.out)
     paths: list[Path] = []
     with _load(args) as ca:
@@ -210,12 +243,38 @@ def cmd_issue(args: argparse.Namespace) -> int:
             # The directory is made only now, with the certificate in hand: a refused
             # request (wrong password, bad SAN) leaves nothing behind.
             deliver=lambda c: paths.extend(
-                c.write(ensure_out_dir(out), args.name, force=args.force, p12_password=p12_password)
+                write_files(
+                    _issued_files(c, ensure_out_dir(out), args.name, p12_password, args, generated),
+                    force=args.force,
+                )
             ),
         )
     print_notes(issued.notes)
     _report(issued, paths)
+    if generated:
+        print(f"  password {args.name}.p12.pass (generated, 0600): give it apart from the .p12")
     return 0
+
+
+def _issued_files(
+    issued: IssuedCertificate,
+    out: Path,
+    name: str,
+    p12_password: bytes | None,
+    args: argparse.Namespace,
+    generated: bool,
+) -> list[OutputFile]:
+    """NAME.key/.crt/.chain.pem, and NAME.p12 in the chosen profile (+ NAME.p12.pass)."""
+    files = issued.output_files(out, name)
+    if p12_password is None or issued.private_key is None:
+        return files
+    profile: P12Profile = args.p12_profile or "modern"
+    key, cert, chain = issued.private_key, issued.certificate, issued.intermediates
+    p12 = to_pkcs12(name, key, cert, chain, p12_password, profile=profile)
+    files.append(OutputFile(out / f"{name}.p12", p12, PRIVATE))
+    if generated:
+        files.append(OutputFile(out / f"{name}.p12.pass", p12_password + b"\n", PRIVATE))
+    return files
 
 
 def _chain_path(out: Path) -> Path:
@@ -286,47 +345,4 @@ def cmd_crl(args: argparse.Namespace) -> int:
         crl = ca.crl(next_update=next_update)
         write_files([OutputFile(out, crl.public_bytes(serialization.Encoding.PEM))], force=True)
     print(f"wrote CRL {out}: {len(crl)} revoked, next update {crl.next_update_utc:%Y-%m-%d %H:%M}Z")
-    return 0
-
-
-def _row(record: CertRecord, now: datetime) -> dict[str, Any]:
-    return {
-        "serial": record.serial,
-        "profile": record.profile,
-        "subject": record.subject,
-        "sans": list(record.sans),
-        "not_after": record.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "status": record.status(now),
-        "revoked_at": record.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if record.revoked_at
-        else None,
-        "revocation_reason": record.revocation_reason,
-    }
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    """ca list."""
-    window = duration_arg(args.expiring_within, "--expiring-within")
-    now = datetime.now(UTC)
-    with _load(args, with_key=False) as ca:
-        records = ca.records()
-    if window is not None:
-        records = [r for r in records if r.status(now) == "valid" and r.not_after <= now + window]
-    rows = [_row(r, now) for r in records]
-    if args.json:
-        print_json(rows)
-        return 0
-    if not rows:
-        print("no certificates" + (f" expiring within {args.expiring_within}" if window else ""))
-        return 0
-    width = max(len(r["serial"]) for r in rows)
-    print(f"{'SERIAL':<{width}}  {'PROFILE':<12}  {'STATUS':<9}  {'EXPIRES':<16}  SUBJECT / SANS")
-    for record, row in zip(records, rows, strict=True):
-        left = record.not_after - now
-        when = f"in {format_duration(left)}" if left > timedelta(0) else "past"
-        sans = f"  [{', '.join(record.sans)}]" if record.sans else ""
-        print(
-            f"{row['serial']:<{width}}  {row['profile']:<12}  {row['status']:<9}  {when:<16}  "
-            f"{row['subject']}{sans}"
-        )
     return 0
