@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -36,7 +37,7 @@ def _serial(path: Path) -> str:
     return format(x509.load_pem_x509_certificate(path.read_bytes()).serial_number, "X")
 
 
-def _json(run_cli, made: Path, *extra: str) -> list[dict]:
+def _json(run_cli, made: Path, *extra: str) -> list[dict[str, Any]]:
     r = run_cli("ca", "list", "--dir", made, *extra)
     assert r.code == 0, r.err
     return json.loads(r.out)

@@ -21,7 +21,8 @@ FQDN = "orders.mtls.example.com"
 def optional(tmp_path: Path) -> Callable[[], list[dict[str, Any]]]:
     """optional(): a fresh copy of the "optional" case as rendered."""
     made = [CertificateAuthority.create(tmp_path / n, name=n) for n in ("ca", "partner", "web")]
-    site: Site = render_site(write_site(tmp_path / "optional", *made, case="optional"))
+    ca, partner, web = made
+    site: Site = render_site(write_site(tmp_path / "optional", ca, partner, web, "optional"))
     for authority in made:
         authority.close()
     return lambda: copy.deepcopy(list(site.export.objects))

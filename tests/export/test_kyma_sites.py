@@ -51,7 +51,8 @@ def site(cas: tuple[CertificateAuthority, ...], tmp_path: Path) -> Callable[...,
     """site(case, **options): the case written to tmp_path/case and rendered."""
 
     def make(case: str, **options: Any) -> Site:
-        return render_site(write_site(tmp_path / case, *cas, case=case), **options)
+        ca, partner, servers = cas
+        return render_site(write_site(tmp_path / case, ca, partner, servers, case), **options)
 
     return make
 

@@ -6,6 +6,7 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -41,7 +42,7 @@ def _identity(pki: OpenSSLPKI, name: str) -> PeerIdentity:
     return PeerIdentity.from_der(x509.load_pem_x509_certificate(cert).public_bytes(Encoding.DER))
 
 
-def _events(log: io.StringIO) -> list[dict]:
+def _events(log: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.getvalue().splitlines()]
 
 

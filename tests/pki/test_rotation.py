@@ -262,3 +262,18 @@ def test_rotate_an_encrypted_ca_keeps_its_keys_encrypted(tmp_path: Path, run_cli
         assert b"ENCRYPTED" in (d / key).read_bytes()
     with CertificateAuthority.load(d, password=pw.read_bytes().strip()) as ca:
         assert _cn(ca.intermediate) == "mtlskit Intermediate CA G2"
+
+
+def test_revoke_by_file_takes_a_leaf_of_the_rotated_out_intermediate(tmp_path: Path) -> None:
+    """After `ca rotate`, `ca revoke --cert` still revokes what the old intermediate issued."""
+    from mtlskit.cli import main
+
+    d, out = tmp_path / "ca", tmp_path / "out"
+    out.mkdir()
+    with CertificateAuthority.create(d, name="Revoking Root CA") as ca:
+        ca.issue_client("old", ["old.example.org"]).write(out, "old")
+    assert main(["ca", "rotate", "--dir", str(d)]) == 0
+    assert main(["ca", "revoke", "--cert", str(out / "old.crt"), "--dir", str(d)]) == 0
+    with CertificateAuthority.load(d) as ca:
+        (record,) = [r for r in ca.records() if r.subject == "CN=old"]
+        assert record.revoked_at is not None

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mtlskit.cli._common import (
@@ -318,7 +319,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     with _load(args) as ca:
         if args.cert is not None:
             cert = load_certificates(read_file(args.cert, "a certificate"), args.cert)[0]
-            if cert.issuer != ca.intermediate.subject:
+            if cert.issuer != ca.intermediate.subject and not _previous_issuer(ca, cert):
                 raise PKIError(
                     f"{args.cert} was issued by {cert.issuer.rfc4514_string()}, not by this CA",
                     f"revoke it with the CA that issued it, not {args.dir}",
@@ -335,6 +336,20 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     print(f"revoked {record.serial} ({record.subject}), reason {record.revocation_reason}")
     print(f"next: publish a CRL with 'mtlskit ca crl --dir {args.dir} --out crl.pem'")
     return 0
+
+
+def _previous_issuer(ca: CertificateAuthority, cert: x509.Certificate) -> bool:
+    """Whether a rotated-out intermediate of this CA (ca rotate) issued the certificate."""
+    from mtlskit.pki.rotation import read_state
+
+    state = read_state(ca.directory)
+    for previous in state.previous if state is not None else ():
+        path = ca.directory / previous.intermediate
+        if load_certificates(read_file(path, "a previous intermediate"), path)[0].subject == (
+            cert.issuer
+        ):
+            return True
+    return False
 
 
 def cmd_crl(args: argparse.Namespace) -> int:
