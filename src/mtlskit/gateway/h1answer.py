@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mtlskit.gateway.answers import http1_bytes
@@ -54,6 +55,40 @@ def answer_request(conn: HTTPConnection, send: Callable[[], None]) -> None:
     send()
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One answer of ours to the request just parsed: what it logs and what it writes."""
+
+    method: bytes
+    target: bytes
+    verdict: Verdict | None
+    code: str  # the mtlskit_refused_total label
+    status: int
+    size: int  # the body's, logged as nginx's $body_bytes_sent
+    note: str
+    response: bytes
+
+    def send(self, conn: HTTPConnection) -> None:
+        if conn.closing or conn.transport is None:
+            return
+        conn.ctx.metrics.refused.labels(self.code).inc()
+        if self.status in (401, 403):  # counted and logged with the rule that refused
+            conn.deny(self.method, self.target, self.size, status=self.status, verdict=self.verdict)
+        else:
+            conn.ctx.access(
+                conn,
+                self.method,
+                self.target,
+                self.status,
+                self.size,
+                0.0,
+                self.note,
+                verdict=self.verdict,
+            )
+        conn.transport.write(self.response)
+        conn.close()
+
+
 def refuse_request(
     conn: HTTPConnection,
     method: bytes,
@@ -65,20 +100,9 @@ def refuse_request(
     """Answer the request just parsed with a plain-text reply, in order, and close."""
     reply = REFUSALS[code]
     body = reply_body(reply, message)
-
-    def send() -> None:
-        if conn.closing or conn.transport is None:
-            return
-        conn.ctx.metrics.refused.labels(code).inc()
-        if code == "denied":
-            conn.deny(method, target, len(body), verdict=verdict)
-        else:
-            status = reply.status.value
-            conn.ctx.access(conn, method, target, status, len(body), 0.0, message, verdict=verdict)
-        conn.transport.write(reply_bytes(reply, body=body))
-        conn.close()
-
-    answer_request(conn, send)
+    status, response = reply.status.value, reply_bytes(reply, body=body)
+    answer = _Answer(method, target, verdict, code, status, len(body), message, response)
+    answer_request(conn, lambda: answer.send(conn))
 
 
 def write_refusal(
@@ -91,18 +115,7 @@ def write_refusal(
     """Answer a request its route refused (401/403 page, 400/404/405/421 text), in order."""
     status, head, body = refusal(conn, verdict, fields, grpc_ok=False)
     code = verdict.result
-
-    def send() -> None:
-        if conn.closing or conn.transport is None:
-            return
-        conn.ctx.metrics.refused.labels(code).inc()
-        if status in (401, 403):
-            conn.deny(method, target, len(body), status=status, verdict=verdict)
-        else:
-            note = verdict.decision.reason
-            conn.ctx.access(conn, method, target, status, len(body), 0.0, note, verdict=verdict)
-        phrase = REFUSALS[code].status.phrase
-        conn.transport.write(http1_bytes(status, phrase, head, body))
-        conn.close()
-
-    answer_request(conn, send)
+    response = http1_bytes(status, REFUSALS[code].status.phrase, head, body)
+    note = verdict.decision.reason
+    answer = _Answer(method, target, verdict, code, status, len(body), note, response)
+    answer_request(conn, lambda: answer.send(conn))
