@@ -21,6 +21,9 @@ if [ "${1:-}" = test ]; then
   # CA database tests in tests/pki, which start their own throwaway server
   { command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl; } >/dev/null 2>&1 \
     || need+=(postgresql)
+  # headless Chromium and NSS's certutil/pk12util for the browser tests in tests/browser
+  command -v chromium >/dev/null || need+=(chromium)
+  { command -v certutil && command -v pk12util; } >/dev/null || need+=(libnss3-tools)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

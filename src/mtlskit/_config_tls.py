@@ -27,8 +27,10 @@ class TLSConfig:
     key: Path = config_key(kind=PATH, help="server private key", doc="the leaf's private key")
     client_ca: Path = config_key(
         kind=PATH,
-        help="root CA(s) that client chains must lead to",
-        doc="root CA(s) client chains must lead to; advertised as acceptable CA names",
+        help="CA(s) that client chains must lead to (roots, or intermediates to pin)",
+        doc="the CAs client chains must lead to, each a trust anchor (a root, or an "
+        "intermediate to admit only its leaves: OpenSSL's partial chain); advertised as "
+        "acceptable CA names",
     )
     crl: tuple[Path, ...] = config_key(
         (),

@@ -8,6 +8,7 @@ from these fields (mtlskit._config_keys; the kinds of value are in mtlskit._conf
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -37,6 +38,8 @@ from mtlskit._config_kinds import (
     IDENTITY_HEADERS,
     INT,
     OPTIONAL_ADDRESS,
+    PATH,
+    STRS,
     TEMPLATES,
     UPSTREAM,
     UpstreamAddress,
@@ -61,6 +64,7 @@ __all__ = [
     "LimitsConfig",
     "RouteConfig",
     "ServerConfig",
+    "StatusTLSConfig",
     "TLSConfig",
     "UpstreamAddress",
     "acme_configs",
@@ -75,6 +79,50 @@ __all__ = [
 Mode = Literal["http", "tcp"]
 UpstreamProtocol = Literal["http/1.1", "h2c"]
 LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTLSConfig:
+    """[status_tls]: mTLS on the status listener (required when it is not on loopback).
+
+    A table of its own, not `[status]`: `status = "host:port"` is already a top-level key.
+    The listener presents the gateway's own [tls] certificate.
+    """
+
+    client_ca: Path | None = config_key(
+        None,
+        kind=PATH,
+        flag="--status-client-ca",
+        help="CA(s) whose clients may read the status listener (turns on mTLS there)",
+        doc="root CA(s) of the clients that may read the status listener; set, the listener "
+        "speaks TLS with the [tls] certificate and requires a client certificate. Required "
+        "when `status` is not a loopback address",
+    )
+    allow_cn: tuple[str, ...] = config_key(
+        (), kind=STRS, flag="--status-allow-cn", help="admit this CN to the status listener"
+    )
+    allow_ou: tuple[str, ...] = config_key(
+        (), kind=STRS, flag="--status-allow-ou", help="admit this OU to the status listener"
+    )
+    allow_dns: tuple[str, ...] = config_key(
+        (), kind=STRS, flag="--status-allow-dns", help="admit this DNS SAN to the status listener"
+    )
+    allow_uri: tuple[str, ...] = config_key(
+        (),
+        kind=STRS,
+        flag="--status-allow-uri",
+        help="admit this URI SAN to the status listener (* one segment, ** any)",
+    )
+
+    @property
+    def policy(self) -> AccessPolicy:
+        """The allow rules as a policy (empty: denies everyone)."""
+        return AccessPolicy(
+            allow_cn=self.allow_cn,
+            allow_ou=self.allow_ou,
+            allow_dns=self.allow_dns,
+            allow_uri=self.allow_uri,
+        )
 
 
 # kw_only: the fields are in the order of --help and the docs, tables after the top-level
@@ -124,9 +172,12 @@ class GatewayConfig:
         None,
         kind=OPTIONAL_ADDRESS,
         default_doc="off",
-        help="status listener host:port for /healthz, /readyz, /metrics",
-        doc="status listener `host:port`: `/healthz`, `/readyz`, `/metrics`",
+        help="status listener host:port: the status page /, /status.json, /healthz, "
+        "/readyz, /metrics",
+        doc="status listener `host:port`: the status page `/` and `/status.json`, "
+        "`/healthz`, `/readyz`, `/metrics`; off loopback it needs `[status_tls]`",
     )
+    status_tls: StatusTLSConfig = config_table(StatusTLSConfig, factory=StatusTLSConfig)
     log_format: LogFormat = config_key(
         "text", kind=CHOICE, help="text or json", doc="`text` or `json`"
     )
@@ -217,7 +268,43 @@ def load_gateway_config(data: Mapping[str, Any], *, base_dir: Path | None = None
     resolve_protocols(values, mode, upstream)
     config: GatewayConfig = build(GatewayConfig, values)
     _check_sites(config)
+    _check_status(config)
     return config
+
+
+def _check_status(config: GatewayConfig) -> None:
+    """The status listener fails closed: off loopback it needs mTLS and an allow rule.
+
+    Raises:
+        ConfigError: naming the key and the fix.
+    """
+    if config.status is None:
+        return
+    host, port = config.status
+    protected = config.status_tls.client_ca is not None
+    if protected and config.status_tls.policy.is_empty:
+        raise ConfigError(
+            "status_tls.client_ca (--status-client-ca) is set but no status allow rule: "
+            "the status listener would refuse every client",
+            "add --status-allow-cn/--status-allow-ou/--status-allow-dns/--status-allow-uri "
+            "(status_tls.allow_*)",
+        )
+    if not protected and not _is_loopback(host):
+        raise ConfigError(
+            f"status listener {host}:{port} (--status) is not a loopback address and "
+            "has no client CA: certificates, clients and refusals would be open to the network",
+            "listen on 127.0.0.1 (--status 127.0.0.1:9443), or protect it with mTLS: "
+            "--status-client-ca CA.pem and --status-allow-cn NAME ([status_tls])",
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # "" (every interface) or a name: fail closed
+        return False
 
 
 def _check_sites(config: GatewayConfig) -> None:

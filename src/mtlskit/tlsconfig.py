@@ -29,6 +29,7 @@ __all__ = [
     "client_context",
     "load_client_cas",
     "server_context",
+    "status_server_context",
 ]
 
 # TLS 1.2 suites: ECDHE for forward secrecy, AEAD only (no CBC: Lucky13, POODLE-TLS), in the
@@ -302,6 +303,30 @@ def _refusal(
             "check the certificate with 'mtlskit cert verify --purpose client'",
         )
     return TLSConfigError(f"{shown}: {weak[0]}; OpenSSL will not send it ({reason})", weak[1])
+
+
+def status_server_context(cert: Path, key: Path, client_ca: Path) -> ssl.SSLContext:
+    """The status listener's TLS off loopback: the gateway's certificate, a client one required.
+
+    The stdlib is enough there (a few operators, no CA names to advertise beyond the
+    trust file); TLS 1.2+, AEAD suites, no compression or renegotiation as everywhere.
+
+    Raises:
+        TLSConfigError: the certificate, key or client CA cannot be loaded.
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    _harden(ctx, "1.2")
+    ctx.verify_mode = ssl.CERT_REQUIRED  # no certificate, no handshake: fail closed
+    try:
+        ctx.load_cert_chain(cert, key)
+        ctx.load_verify_locations(cafile=client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSConfigError(
+            f"status listener TLS: {exc} (tls.cert {cert}, tls.key {key}, "
+            f"status_tls.client_ca {client_ca})",
+            "check that --cert/--key match and --status-client-ca is a PEM CA certificate",
+        ) from exc
+    return ctx
 
 
 def client_context(

@@ -85,6 +85,7 @@ PURE = [
     "gateway/answers.py",
     "gateway/routed.py",
     "gateway/h1answer.py",
+    "gateway/status_page.py",
     "client/trace.py",
     "client/observed.py",
     "client/render.py",

@@ -25,6 +25,7 @@ from mtlskit.cli._common import (
 from mtlskit.cli.ca_list import register as register_list
 from mtlskit.cli.ca_rotate import register_rotate
 from mtlskit.cli.ca_serve import register_serve
+from mtlskit.demo.browser import p12_hint
 from mtlskit.durations import parse_duration
 from mtlskit.errors import ConfigError, PKIError
 from mtlskit.pki.ca import (
@@ -254,6 +255,9 @@ def cmd_issue(args: argparse.Namespace) -> int:
     _report(issued, paths)
     if generated:
         print(f"  password {args.name}.p12.pass (generated, 0600): give it apart from the .p12")
+    if p12_password is not None:
+        password_file = Path(f"{args.name}.p12.pass") if generated else None
+        print(p12_hint(Path(f"{args.name}.p12"), password_file))
     return 0
 
 

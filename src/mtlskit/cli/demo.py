@@ -28,6 +28,12 @@ def register(groups: Any) -> None:
         action="store_true",
         help="stop after the three calls; exit 0 only if each went as expected",
     )
+    p.add_argument(
+        "--browser",
+        action="store_true",
+        help="instead of the three calls, say how to make the call from your own browser "
+        "(demo-client.p12, its password, where to import it, the URL)",
+    )
     p.set_defaults(handler=cmd_demo)
 
 
@@ -38,4 +44,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mtlskit.demo.certs import default_dir
     from mtlskit.demo.flow import run
 
-    return run(Path(args.dir) if args.dir else default_dir(), args.port, once=args.once)
+    base = Path(args.dir) if args.dir else default_dir()
+    return run(base, args.port, once=args.once, browser=args.browser)

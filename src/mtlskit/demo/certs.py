@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mtlskit.errors import MtlsKitError
 from mtlskit.pki.ca import INTERMEDIATE_CERT, ROOT_CERT, CertificateAuthority
+from mtlskit.pki.files import PRIVATE, OutputFile, write_files
 from mtlskit.pki.pem import load_certificates
 
 __all__ = ["default_dir", "prepare"]
@@ -39,7 +41,8 @@ def prepare(base: Path) -> dict[str, Path]:
 
     Returns:
         The files by role: "root", "intermediate", "other_root", and NAME.crt, NAME.key,
-        NAME.chain.pem for NAME in server, demo-client, intruder.
+        NAME.chain.pem for NAME in server, demo-client, intruder; and "demo-client.p12"
+        with its password in "demo-client.p12.pass" (generated, 0600) for a browser.
     """
     certs = base / "certs"
     certs.mkdir(parents=True, exist_ok=True)
@@ -48,12 +51,16 @@ def prepare(base: Path) -> dict[str, Path]:
         if not _fresh(certs / "server.crt"):
             server = ca.issue_server("localhost", ["localhost", "127.0.0.1"])
             server.write(certs, "server", force=True)
-        if not _fresh(certs / "demo-client.crt"):
+        p12 = [certs / "demo-client.p12", certs / "demo-client.p12.pass"]
+        if not _fresh(certs / "demo-client.crt") or not all(p.exists() for p in p12):
             spiffe = "spiffe://demo.mtlskit.local/ns/demo/sa/client"
             client = ca.issue_client(
                 "demo-client", [spiffe], organization="mtlskit demo", unit="demo"
             )
-            client.write(certs, "demo-client", force=True)
+            # For a browser: demo-client.p12 and its generated password beside it (0600).
+            password = secrets.token_urlsafe(24).encode()
+            client.write(certs, "demo-client", force=True, p12_password=password)
+            write_files([OutputFile(p12[1], password + b"\n", PRIVATE)], force=True)
     with _authority(other_dir, "Untrusted Root CA") as other:
         if not _fresh(certs / "intruder.crt"):
             spiffe = "spiffe://elsewhere.example/sa/intruder"
@@ -68,4 +75,6 @@ def prepare(base: Path) -> dict[str, Path]:
             for n in ("server", "demo-client", "intruder")
             for e in ("crt", "key", "chain.pem")
         },
+        "demo-client.p12": p12[0],
+        "demo-client.p12.pass": p12[1],
     }

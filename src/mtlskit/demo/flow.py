@@ -16,6 +16,7 @@ from mtlskit.client import ServerTrust, load_identity, request
 from mtlskit.client.render import step_lines
 from mtlskit.client.request import RequestResult
 from mtlskit.config import load_gateway_config
+from mtlskit.demo.browser import browser_lines
 from mtlskit.demo.certs import prepare
 from mtlskit.demo.echo import EchoServer
 from mtlskit.errors import ConfigError
@@ -99,13 +100,14 @@ def _show(result: RequestResult, who: str, out: _Out) -> bool:
     return ok
 
 
-def run(base: Path, port: int = 8443, *, once: bool = False) -> int:
+def run(base: Path, port: int = 8443, *, once: bool = False, browser: bool = False) -> int:
     """The whole demo: files under `base`, the gateway on 127.0.0.1:`port` (0: any).
 
     Args:
         base: where the CAs and certificates live (made on first use, then reused).
         port: the gateway's port.
         once: stop after the three calls instead of serving until Ctrl-C.
+        browser: skip the three calls; say how to make the call from a browser instead.
 
     Returns:
         0 when each call ended as predicted, else 1.
@@ -138,6 +140,8 @@ def run(base: Path, port: int = 8443, *, once: bool = False) -> int:
         log = EventLog(sys.stderr, level="error" if once else "info")
         try:
             with embedded_gateway(config, log) as gw:
+                if browser:
+                    return _browser(out, files, gw.port, echo.url, once=once)
                 return _calls(out, files, gw.port, echo.url, once=once)
         except ConfigError as exc:
             if "in use" not in exc.message:
@@ -146,10 +150,37 @@ def run(base: Path, port: int = 8443, *, once: bool = False) -> int:
             raise ConfigError(exc.message, hint) from exc
 
 
-def _calls(out: _Out, files: dict[str, Path], port: int, upstream: str, *, once: bool) -> int:
+def _gateway(out: _Out, port: int, upstream: str) -> None:
     out.heading(f"2. the mTLS gateway on https://localhost:{port} -> echo workload {upstream}")
     print("   requires a client certificate from the demo root CA, admits OU 'demo',")
     print("   forwards the caller's identity as x-forwarded-client-cert and X-Client-Subject")
+
+
+def _your_browser(out: _Out, files: dict[str, Path], port: int) -> None:
+    out.heading("in your own browser")
+    p12, password = files["demo-client.p12"], files["demo-client.p12.pass"]
+    url = f"https://localhost:{port}/hello"
+    print("\n".join(browser_lines(p12, password, files["root"], url)))
+
+
+def _browser(out: _Out, files: dict[str, Path], port: int, upstream: str, *, once: bool) -> int:
+    _gateway(out, port, upstream)
+    _your_browser(out, files, port)
+    return 0 if once else _serve(ok=True)
+
+
+def _serve(*, ok: bool) -> int:
+    print("\nthe gateway keeps running; Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopped")
+    return 0 if ok else 1
+
+
+def _calls(out: _Out, files: dict[str, Path], port: int, upstream: str, *, once: bool) -> int:
+    _gateway(out, port, upstream)
     url = f"https://localhost:{port}/hello"
     root = files["root"]
     anchors = tuple(load_certificates(root.read_bytes()))
@@ -173,12 +204,7 @@ def _calls(out: _Out, files: dict[str, Path], port: int, upstream: str, *, once:
         f"mtlskit request --trace {url} --ca {files['root']} "
         f"--cert {certs}/intruder.chain.pem --key {certs}/intruder.key"
     )
+    _your_browser(out, files, port)
     if once:
         return 0 if all(results) else 1
-    print("\nthe gateway keeps running; Ctrl-C stops it")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopped")
-    return 0 if all(results) else 1
+    return _serve(ok=all(results))

@@ -84,6 +84,7 @@ class ConnContext:
                 self.metrics.h2_response(status)
             else:
                 self.metrics.response(status)
+        self.metrics.recent.request(conn.identity)  # the status page's recent clients
         if self.config.access_log:
             self.log.access(
                 access_record(
@@ -226,6 +227,7 @@ class Connection(UpstreamOwner):
         decision = self.decision if verdict is None else verdict.decision
         code = (decision.rule if decision is not None else "") or "no_rule_matched"
         self.ctx.metrics.denied.labels(code).inc()
+        self.ctx.metrics.recent.denied(code, self.identity, self.caller.presented, self.client_ip)
         if status is None:
             status = REFUSALS["denied"].status.value if method != b"-" else 0
         note = decision.reason if decision else ""

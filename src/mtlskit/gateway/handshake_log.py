@@ -51,6 +51,10 @@ def report_handshake_failure(
         fields.update(conn.state.revocation_entry(failure.at_fault))
     if failure.code == "no_client_certificate":
         fields["ca_names"] = "; ".join(ca_names)
+    if failure.level == "warning":  # a refusal, not a client that went away (status page)
+        subject = fields.get("certificate")
+        client = client_address(stream.peer)
+        metrics.recent.refused(failure.code, failure.step, subject, failure.fix, client)
     log.event(
         "handshake_failed" if failure.level == "warning" else "handshake_abandoned",
         failure.explanation,

@@ -14,6 +14,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from mtlskit.gateway.recent import Recent
+
 if TYPE_CHECKING:
     from mtlskit.gateway.state import GatewayState
 
@@ -173,6 +175,8 @@ class Metrics:
         # Prometheus counter by flush() (the gateway's sweeper, every 0.5 s, and render()).
         self._responses: dict[int, int] = {}
         self._h2_responses = 0  # the rest were HTTP/1.1
+        # Not Prometheus: the status page's last clients and refusals (bounded, this process).
+        self.recent = Recent()
 
     def handshake_ok(self) -> None:
         """Count one successful handshake."""

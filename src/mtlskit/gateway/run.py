@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from mtlskit.config import GatewayConfig, acme_configs
@@ -42,6 +42,9 @@ def _new_loop(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
             pass
     return asyncio.new_event_loop
 
+
+# What the status listener serves, as its start-up line says.
+_PATHS = "(status page, status.json, healthz, readyz, metrics)"
 
 # A worker whose supervisor died lets open requests finish for this long, then exits:
 # the deadline for freeing the port is 2 s, and interpreter exit needs some of it.
@@ -97,7 +100,7 @@ async def _serve_one(config: GatewayConfig, *, worker: bool) -> None:
     if not worker:
         _warn_if_key_exposed(config, log)
         if config.status is not None:
-            status_server = StatusServer(lambda: gateway.ready, gateway.metrics.render)
+            status_server = StatusServer.for_gateway(gateway)
             status_server.bind(*config.status)  # a busy status port fails before we listen
     host, port = config.listen
     try:
@@ -109,7 +112,7 @@ async def _serve_one(config: GatewayConfig, *, worker: bool) -> None:
         raise
     if status_server is not None:
         shost, sport = await status_server.start()
-        log.event("status", f"status on http://{shost}:{sport}/ (healthz, readyz, metrics)")
+        log.event("status", f"status on {status_server.scheme}://{shost}:{sport}/ {_PATHS}")
     stop = asyncio.Event()
     orphaned = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -192,7 +195,7 @@ class Supervisor:
         self.registry = CollectorRegistry()
         self.status: StatusServer | None = None
         if config.status is not None:
-            self.status = StatusServer(self._ready, lambda: generate_latest(self.registry))
+            self.status = StatusServer.for_supervisor(self.config, self._ready, self.registry)
             self.status.bind(*config.status)
         self.metrics_dir = tempfile.mkdtemp(prefix="mtlskit-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
@@ -226,7 +229,7 @@ class Supervisor:
             if self.status is not None:
                 shost, sport = await self.status.start()
                 self.log.event(
-                    "status", f"status on http://{shost}:{sport}/ (healthz, readyz, metrics)"
+                    "status", f"status on {self.status.scheme}://{shost}:{sport}/ {_PATHS}"
                 )
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGTERM, self._stop.set)

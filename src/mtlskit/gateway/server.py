@@ -269,6 +269,7 @@ class Gateway:
             self.metrics, self.log, admission.identity, now, limits.client_expiry_warning, client
         )
         self.crls.learn(leaf)  # crl_from_cdp: the CRL its CRL Distribution Point names
+        self.metrics.recent.connected(admission.identity)  # the status page's recent clients
         self._open(stream, conn, admission, Caller(admission.identity, admission.decision))
 
     def _serve_unverified(
