@@ -229,15 +229,17 @@ def render_page(doc: Mapping[str, Any]) -> str:
         f"<code>{_e(doc['listen'])}</code> \u00b7 generated {_e(doc['generated_at'])} "
         f'<span class="muted">(refreshes every {REFRESH_SECONDS} s; '
         '<a href="/status.json">status.json</a>, <a href="/metrics">metrics</a>)</span></p>'
-        f"<h2>Counters</h2>{_counters(doc['counters'])}"
-        f'<h2>Recent clients</h2><p class="muted">{_e(doc["recent_scope"])}</p>'
+        # What breaks soonest first: certificates and their days left, then what is being
+        # refused and who calls, then the counters.
+        + "".join(_server(s) for s in doc["servers"])
+        + f'<h2>Recent refusals</h2><p class="muted">{_e(doc["recent_scope"])}</p>'
+        + _table(("when", "code", "seed step", "certificate", "fix", "client"), refusals, "none")
+        + f'<h2>Recent clients</h2><p class="muted">{_e(doc["recent_scope"])}</p>'
         + _table(
             ("identity", "SPIFFE ID", "last seen", "connections", "requests", "days left"),
             clients,
             "no client yet",
         )
-        + f'<h2>Recent refusals</h2><p class="muted">{_e(doc["recent_scope"])}</p>'
-        + _table(("when", "code", "seed step", "certificate", "fix", "client"), refusals, "none")
-        + "".join(_server(s) for s in doc["servers"])
+        + f"<h2>Counters</h2>{_counters(doc['counters'])}"
         + "</body></html>"
     )
