@@ -538,3 +538,36 @@ def test_usage_errors_are_two_lines(run_cli) -> None:
     assert r.code == 2
     _one_error(r)
     assert "hint: see 'mtlskit ca issue server --help'" in r.err
+
+
+def test_crl_root_is_signed_by_the_root_and_satisfies_kyma_render(
+    made: Path, tmp_path: Path, run_cli
+) -> None:
+    """`ca crl --root`: the root's CRL (openssl verifies it), which Envoy wants beside the
+    intermediate's; with both in tls.crl, kyma render no longer warns about the root."""
+    from tests.integration.peers import openssl
+
+    root_crl, int_crl = tmp_path / "root-crl.pem", tmp_path / "crl.pem"
+    r = run_cli("ca", "crl", "--dir", made, "--out", root_crl, "--root", "--next-update", "30d")
+    assert r.code == 0, r.err
+    assert "CN=Example Root CA" in r.out and "0 revoked" in r.out
+    checked = openssl("crl", "-in", root_crl, "-CAfile", made / "root.crt", "-noout")
+    assert "verify OK" in checked.stdout + checked.stderr
+    assert run_cli("ca", "crl", "--dir", made, "--out", int_crl).code == 0
+    certs = tmp_path / "certs"
+    flags = ["--dir", made, "--san", "api.example.com", "--out", certs]
+    assert run_cli("ca", "issue", "server", "api", *flags).code == 0
+    bundle = tmp_path / "clients.pem"
+    bundle.write_bytes((made / "root.crt").read_bytes() + (made / "intermediate.crt").read_bytes())
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        'listen = "0.0.0.0:8443"\nupstream = "http://orders.shop.svc:8080"\n[tls]\n'
+        f'cert = "{certs / "api.chain.pem"}"\nkey = "{certs / "api.key"}"\n'
+        f'client_ca = "{bundle}"\ncrl = ["{root_crl}", "{int_crl}"]\n'
+        '[policy]\nallow_all = true\n'
+    )
+    out = tmp_path / "k.yaml"
+    domain = ["--domain", "example.com", "--namespace", "shop"]
+    r = run_cli("kyma", "render", "--config", config, *domain, "--out", out)
+    assert r.code == 0, r.err
+    assert "has no CRL in ca.crl" not in r.err, r.err

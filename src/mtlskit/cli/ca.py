@@ -42,6 +42,7 @@ from mtlskit.pki.files import PRIVATE, OutputFile, read_file, write_files
 from mtlskit.pki.issued import IssuedCertificate
 from mtlskit.pki.pem import load_certificates, load_csr
 from mtlskit.pki.pkcs12 import P12_PROFILES, P12Profile, password_warning, to_pkcs12
+from mtlskit.pki.root_crl import root_crl
 from mtlskit.pki.store import parse_serial
 from mtlskit.pki.store_pg import redact_url
 
@@ -150,11 +151,17 @@ def register(groups: Any) -> None:
     p.add_argument("--lock-timeout", default="10s", metavar="DUR", help="wait for the CA database")
     p.set_defaults(handler=cmd_revoke)
 
-    p = sub.add_parser("crl", help="publish a CRL signed by the issuing CA")
+    p = sub.add_parser("crl", help="publish a CRL signed by the issuing CA (or the root)")
     add_dir(p)
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the CRL (PEM)")
     p.add_argument(
         "--next-update", default="7d", metavar="DUR", help="when peers should refetch (7d)"
+    )
+    p.add_argument(
+        "--root",
+        action="store_true",
+        help="signed by the root (its revoked CAs, usually none): Istio/Envoy want a CRL "
+        "for every CA of a chain once one has one",
     )
     add_password_file(p, "password of the CA keys, if they are encrypted")
     p.add_argument("--lock-timeout", default="10s", metavar="DUR", help="wait for the CA database")
@@ -361,7 +368,15 @@ def cmd_crl(args: argparse.Namespace) -> int:
     next_update = parse_duration(args.next_update, what="--next-update")
     out = Path(args.out)
     with _load(args) as ca:
-        crl = ca.crl(next_update=next_update)
+        if args.root:
+            password = password_from(getattr(args, "password_file", None))
+            crl = root_crl(ca, password, next_update=next_update)
+        else:
+            crl = ca.crl(next_update=next_update)
         write_files([OutputFile(out, crl.public_bytes(serialization.Encoding.PEM))], force=True)
-    print(f"wrote CRL {out}: {len(crl)} revoked, next update {crl.next_update_utc:%Y-%m-%d %H:%M}Z")
+    signer = crl.issuer.rfc4514_string()
+    print(
+        f"wrote CRL {out} ({signer}): {len(crl)} revoked, next update "
+        f"{crl.next_update_utc:%Y-%m-%d %H:%M}Z"
+    )
     return 0

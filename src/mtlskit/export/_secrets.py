@@ -101,7 +101,7 @@ def crl_warnings(
             "leads to it",
             "Envoy requires a CRL for every CA of a chain once one CA has a CRL",
             f"add a CRL signed by {ca.subject.rfc4514_string()} to {crl_key} (a root's "
-            "lists its revoked intermediates; it may be empty)",
+            "lists its revoked intermediates and may be empty: 'mtlskit ca crl --root')",
         )
         for ca in _client_ca(pem, key)
         if ca.subject not in issuers
