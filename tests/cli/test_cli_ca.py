@@ -564,7 +564,7 @@ def test_crl_root_is_signed_by_the_root_and_satisfies_kyma_render(
         'listen = "0.0.0.0:8443"\nupstream = "http://orders.shop.svc:8080"\n[tls]\n'
         f'cert = "{certs / "api.chain.pem"}"\nkey = "{certs / "api.key"}"\n'
         f'client_ca = "{bundle}"\ncrl = ["{root_crl}", "{int_crl}"]\n'
-        '[policy]\nallow_all = true\n'
+        "[policy]\nallow_all = true\n"
     )
     out = tmp_path / "k.yaml"
     domain = ["--domain", "example.com", "--namespace", "shop"]
