@@ -53,8 +53,8 @@ class ConnContext:
     log: EventLog
     pool: UpstreamPool | None
     closed: Callable[[Connection], None]
+    upstreams: Upstreams
     h2c: H2cUpstream | None = None
-    upstreams: Upstreams | None = None
 
     def event(self, event: str, message: str, *, level: str = "info", **fields: Any) -> None:
         """A gateway event line."""
@@ -260,9 +260,8 @@ class Connection(UpstreamOwner):
     def point_at(self, address: UpstreamAddress) -> None:
         """Open links to `address` from now on (its pool, in HTTP mode)."""
         self.upstream_address = address
-        upstreams = self.ctx.upstreams
-        if upstreams is not None and self.ctx.pool is not None:  # HTTP mode: pooled links
-            pool = upstreams.pool(address)
+        if self.ctx.pool is not None:  # HTTP mode: pooled links
+            pool = self.ctx.upstreams.pool(address)
             self.pool = pool if pool.keepalive else None
 
     def use_upstream(self) -> bool:

@@ -106,9 +106,7 @@ class H2HTTP1Stream(H2Stream, UpstreamOwner):
         """The pool of this stream's route's workload (the top-level one's by default)."""
         ctx = self.conn.ctx
         route = self.verdict.route if self.verdict is not None else None
-        if route is None or ctx.upstreams is None or route.upstream == ctx.config.upstream:
-            return ctx.pool
-        return ctx.upstreams.pool(route.upstream)
+        return ctx.upstreams.pool(route.upstream) if route is not None else ctx.pool
 
     def _use_link(self) -> None:
         pool = self._pool()

@@ -86,15 +86,8 @@ class H2Stream:
 
     def forward(self, request: H2Request, ended: bool) -> None:
         """Send the request upstream: here, a stream of the route's h2c upstream."""
-        h2c = self.conn.h2c
-        upstreams = self.conn.ctx.upstreams
         route = self.verdict.route if self.verdict is not None else None
-        if (
-            route is not None
-            and upstreams is not None
-            and (h2c is None or route.upstream != h2c.address)
-        ):
-            h2c = upstreams.h2c(route.upstream)
+        h2c = self.conn.ctx.upstreams.h2c(route.upstream) if route is not None else self.conn.h2c
         assert h2c is not None  # noqa: S101 - H2Connection picks the class by upstream
         self.up = h2c.open_stream(request.h2_fields(), self, end_stream=ended)
 

@@ -101,8 +101,8 @@ class Gateway:
             self.log,
             self.pool,
             self.connection_closed,
-            self.h2c,
             self.upstreams,
+            self.h2c,
         )
         self._handshake_timeout = config.limits.handshake_timeout.total_seconds()
         self._accept_error_logged = False

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from mtlskit._config_kinds import UpstreamAddress
 from mtlskit.config import GatewayConfig, ServerConfig
-from mtlskit.errors import ConfigError
 from mtlskit.gateway.routing import DEFAULT, Route, Site
 from mtlskit.identity import IdentityHeaders
 from mtlskit.policy import AccessPolicy
@@ -165,16 +164,14 @@ def build_site(
     names: tuple[str, ...] = ()
     if server is not None:
         names = tuple(check_server_name(n, f"server {files.name}") for n in server.server_names)
-    others = tuple(
-        check_server_name(n, "server_names")
-        for other in config.server
-        if other is not server
-        for n in other.server_names
-    )
-    if server is not None:
-        others = ()  # a [[server]] answers only its own names
-    if not routes and fallback is None:
-        raise ConfigError(f"{where}has no route and no policy", "add allow rules or routes")
+    # The default server answers 421 to another server's names; a [[server]] only its own.
+    others: tuple[str, ...] = ()
+    if server is None:
+        others = tuple(
+            check_server_name(n, "server_names")
+            for other in config.server
+            for n in other.server_names
+        )
     return Site(files.name, names, routes, table, fallback, others), names
 
 

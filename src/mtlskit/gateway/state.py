@@ -17,7 +17,7 @@ from mtlskit.config import GatewayConfig
 from mtlskit.errors import ConfigError, TLSConfigError
 from mtlskit.gateway.crlfetch import FetchedCrls, check_crl_urls, crl_number
 from mtlskit.gateway.flight import watch_flight
-from mtlskit.gateway.routing import Site
+from mtlskit.gateway.routing import Site, name_matches
 from mtlskit.gateway.sitebuild import (
     ServerFiles,
     build_site,
@@ -129,11 +129,7 @@ class GatewayState:
         if sni is not None and self.by_name:
             name = sni.decode("ascii", "replace").lower().rstrip(".")
             for pattern, server in self.by_name:
-                if pattern == name or (
-                    pattern.startswith("*.")
-                    and name.partition(".")[2] == pattern[2:]
-                    and name.partition(".")[0]
-                ):
+                if name_matches(name, (pattern,)):
                     return server
         if self.refuse_unknown:
             return None
